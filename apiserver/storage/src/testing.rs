@@ -1,0 +1,80 @@
+//! Helpers for tests and benchmarks: a real etcd started on free loopback ports.
+//!
+//! Debian's `etcd-server` provides the binary (`e2e/run.sh` installs it). A missing binary is an error,
+//! never a skipped test.
+
+use crate::{EtcdConfig, EtcdStore, StoreError};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// The etcd binary: `$ETCD_BIN`, else `etcd` on `PATH`.
+pub fn etcd_binary() -> PathBuf {
+    std::env::var_os("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("etcd"))
+}
+
+/// One etcd member on loopback, killed and its data removed on drop.
+pub struct EtcdServer {
+    child: Child,
+    pub client_url: String,
+    dir: PathBuf,
+    owns_dir: bool,
+}
+
+impl EtcdServer {
+    /// Starts etcd with its data in a new temporary directory and waits until it answers.
+    pub fn start() -> EtcdServer {
+        let dir = std::env::temp_dir().join(format!("ferrokube-etcd-{}-{}", std::process::id(), free_port()));
+        let mut server = Self::start_in(&dir);
+        server.owns_dir = true;
+        server
+    }
+
+    /// Starts etcd with its data in `dir`.
+    pub fn start_in(dir: &Path) -> EtcdServer {
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        std::fs::create_dir_all(dir).expect("etcd data dir");
+        let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd log file");
+        let child = Command::new(etcd_binary())
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("test={peer_url}"), "--logger", "zap", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (install Debian's etcd-server; e2e/run.sh does): {e}", etcd_binary().display()));
+        EtcdServer { child, client_url, dir: dir.to_path_buf(), owns_dir: false }
+    }
+
+    /// A store on this server under `prefix`, waiting up to 30s for etcd to come up.
+    pub async fn store(&self, prefix: &str) -> Result<EtcdStore, StoreError> {
+        let mut config = EtcdConfig::new(vec![self.client_url.clone()]);
+        config.prefix = prefix.to_string();
+        config.connect_retry = Some(Duration::from_secs(30));
+        EtcdStore::connect(&config).await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
