@@ -131,7 +131,10 @@ impl Stream for CacheWatch {
 
 impl std::fmt::Debug for CacheWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheWatch").field("start_revision", &self.start_revision).field("pending", &self.initial.len()).finish()
+        f.debug_struct("CacheWatch")
+            .field("start_revision", &self.start_revision)
+            .field("pending", &self.initial.len())
+            .finish()
     }
 }
 
@@ -175,12 +178,14 @@ impl WatchCache {
             self.shared.options.freshness_timeout,
             rx.wait_for(|rev| rev.is_some_and(|r| r >= min_revision)),
         )
-            .await
-            .map(|r| r.map(|_| ()));
+        .await
+        .map(|r| r.map(|_| ()));
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(StoreError::Unavailable("watch cache stopped".into())),
-            Err(_) => Err(StoreError::FutureRevision { requested: min_revision, current: self.revision().unwrap_or(0) }),
+            Err(_) => {
+                Err(StoreError::FutureRevision { requested: min_revision, current: self.revision().unwrap_or(0) })
+            }
         }
     }
 
@@ -189,7 +194,12 @@ impl WatchCache {
     pub async fn list(&self, prefix: &str, min_revision: Revision) -> Result<(Vec<KeyValue>, Revision), StoreError> {
         self.wait_for(min_revision).await?;
         let state = self.shared.state.lock().unwrap();
-        let items = state.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+        let items = state
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
         Ok((items, state.revision))
     }
 

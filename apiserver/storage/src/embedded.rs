@@ -8,7 +8,9 @@
 //! behind reads the rows back from the file.
 
 use crate::keys::prefix_end;
-use crate::{EventKind, GetResult, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchEvent, WatchStream};
+use crate::{
+    EventKind, GetResult, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchEvent, WatchStream,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -56,7 +58,12 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
 }
 
 enum WriteOp {
-    Create { key: String, value: Bytes, ttl: Option<Duration>, reply: oneshot::Sender<Result<KeyValue, StoreError>> },
+    Create {
+        key: String,
+        value: Bytes,
+        ttl: Option<Duration>,
+        reply: oneshot::Sender<Result<KeyValue, StoreError>>,
+    },
     Update {
         key: String,
         value: Bytes,
@@ -64,8 +71,18 @@ enum WriteOp {
         ttl: Option<Duration>,
         reply: oneshot::Sender<Result<KeyValue, StoreError>>,
     },
-    Delete { key: String, expected: Option<Revision>, reply: oneshot::Sender<Result<(KeyValue, Revision), StoreError>> },
-    Compact { revision: Revision, reply: oneshot::Sender<Result<(), StoreError>> },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+        reply: oneshot::Sender<Result<(KeyValue, Revision), StoreError>>,
+    },
+    Compact {
+        revision: Revision,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Checkpoint {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     ExpireSweep,
 }
 
@@ -92,7 +109,8 @@ pub struct EmbeddedStore {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let file_err = |e: rusqlite::Error| StoreError::DataFile { path: path.display().to_string(), message: e.to_string() };
+    let file_err =
+        |e: rusqlite::Error| StoreError::DataFile { path: path.display().to_string(), message: e.to_string() };
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -113,8 +131,10 @@ impl EmbeddedStore {
     /// held by another process.
     pub fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = data_dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::DataFile { path: dir.display().to_string(), message: format!("cannot create data directory: {e}") })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::DataFile {
+            path: dir.display().to_string(),
+            message: format!("cannot create data directory: {e}"),
+        })?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = File::options()
             .create(true)
@@ -183,6 +203,13 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { shared })
     }
 
+    /// Folds the write-ahead log into the database file (for backups and tests; SQLite also does this
+    /// on its own as the log grows).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteOp::Checkpoint { reply }, rx).await
+    }
+
     /// The database file's path.
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -226,10 +253,7 @@ impl EmbeddedStore {
 }
 
 fn current_revision(conn: &Connection) -> rusqlite::Result<Revision> {
-    Ok(conn
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'kv'", [], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
+    Ok(conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'kv'", [], |r| r.get(0)).optional()?.unwrap_or(0))
 }
 
 /// The latest row of `key` at or before `revision`.
@@ -359,21 +383,32 @@ struct Applied<T> {
     event: Option<WatchEvent>,
 }
 
-fn insert_row(
-    tx: &Connection,
-    key: &str,
+/// One row of the log. `create_revision: None` means "this row creates the key".
+struct NewRow<'a> {
+    key: &'a str,
     created: bool,
     deleted: bool,
     create_revision: Option<i64>,
     prev_revision: i64,
     expires_at: Option<i64>,
-    value: Option<&[u8]>,
-) -> rusqlite::Result<i64> {
+    value: Option<&'a [u8]>,
+}
+
+fn insert_row(tx: &Connection, row: NewRow<'_>) -> rusqlite::Result<i64> {
+    let NewRow { key, created, deleted, create_revision, prev_revision, expires_at, value } = row;
     tx.prepare_cached(
         "INSERT INTO kv (name, created, deleted, create_revision, prev_revision, expires_at, value)
          VALUES (?1, ?2, ?3, COALESCE(?4, 0), ?5, ?6, ?7)",
     )?
-    .execute(params![key.as_bytes(), created as i64, deleted as i64, create_revision, prev_revision, expires_at, value])?;
+    .execute(params![
+        key.as_bytes(),
+        created as i64,
+        deleted as i64,
+        create_revision,
+        prev_revision,
+        expires_at,
+        value
+    ])?;
     let id = tx.last_insert_rowid();
     if create_revision.is_none() {
         tx.prepare_cached("UPDATE kv SET create_revision = ?1 WHERE id = ?1")?.execute(params![id])?;
@@ -385,12 +420,28 @@ fn expiry(ttl: Option<Duration>) -> Option<i64> {
     ttl.map(|t| now_ms() + t.as_millis() as i64)
 }
 
-fn apply_create(tx: &Connection, key: &str, value: &Bytes, ttl: Option<Duration>) -> rusqlite::Result<Applied<KeyValue>> {
+fn apply_create(
+    tx: &Connection,
+    key: &str,
+    value: &Bytes,
+    ttl: Option<Duration>,
+) -> rusqlite::Result<Applied<KeyValue>> {
     let current = latest_row(tx, key.as_bytes(), None)?;
     if current.as_ref().is_some_and(|r| !r.deleted) {
         return Ok(Applied { result: Err(StoreError::AlreadyExists { key: key.into() }), event: None });
     }
-    let id = insert_row(tx, key, true, false, None, 0, expiry(ttl), Some(value))?;
+    let id = insert_row(
+        tx,
+        NewRow {
+            key,
+            created: true,
+            deleted: false,
+            create_revision: None,
+            prev_revision: 0,
+            expires_at: expiry(ttl),
+            value: Some(value),
+        },
+    )?;
     let kv = KeyValue { key: key.into(), value: value.clone(), create_revision: id, mod_revision: id };
     Ok(Applied { result: Ok(kv.clone()), event: Some(WatchEvent { kind: EventKind::Created, kv, prev: None }) })
 }
@@ -412,19 +463,46 @@ fn apply_update(
     if prev.mod_revision != expected {
         return Ok(Applied { result: Err(conflict(key, Some(prev))), event: None });
     }
-    let id = insert_row(tx, key, false, false, Some(prev.create_revision), prev.mod_revision, expiry(ttl), Some(value))?;
-    let kv = KeyValue { key: key.into(), value: value.clone(), create_revision: prev.create_revision, mod_revision: id };
+    let id = insert_row(
+        tx,
+        NewRow {
+            key,
+            created: false,
+            deleted: false,
+            create_revision: Some(prev.create_revision),
+            prev_revision: prev.mod_revision,
+            expires_at: expiry(ttl),
+            value: Some(value),
+        },
+    )?;
+    let kv =
+        KeyValue { key: key.into(), value: value.clone(), create_revision: prev.create_revision, mod_revision: id };
     Ok(Applied { result: Ok(kv.clone()), event: Some(WatchEvent { kind: EventKind::Modified, kv, prev: Some(prev) }) })
 }
 
-fn apply_delete(tx: &Connection, key: &str, expected: Option<Revision>) -> rusqlite::Result<Applied<(KeyValue, Revision)>> {
+fn apply_delete(
+    tx: &Connection,
+    key: &str,
+    expected: Option<Revision>,
+) -> rusqlite::Result<Applied<(KeyValue, Revision)>> {
     let Some(prev) = live_kv(key, latest_row(tx, key.as_bytes(), None)?) else {
         return Ok(Applied { result: Err(StoreError::NotFound { key: key.into() }), event: None });
     };
     if expected.is_some_and(|e| e != prev.mod_revision) {
         return Ok(Applied { result: Err(conflict(key, Some(prev))), event: None });
     }
-    let id = insert_row(tx, key, false, true, Some(prev.create_revision), prev.mod_revision, None, None)?;
+    let id = insert_row(
+        tx,
+        NewRow {
+            key,
+            created: false,
+            deleted: true,
+            create_revision: Some(prev.create_revision),
+            prev_revision: prev.mod_revision,
+            expires_at: None,
+            value: None,
+        },
+    )?;
     let kv = KeyValue { key: key.into(), value: Bytes::new(), create_revision: 0, mod_revision: id };
     Ok(Applied {
         result: Ok((prev.clone(), id)),
@@ -442,7 +520,10 @@ fn apply_compact(tx: &Connection, revision: Revision) -> rusqlite::Result<()> {
         params![revision],
     )?;
     tx.execute("DELETE FROM kv WHERE deleted = 1 AND id < ?1", params![revision])?;
-    tx.execute("INSERT INTO meta (k, v) VALUES ('compacted', ?1) ON CONFLICT (k) DO UPDATE SET v = ?1", params![revision])?;
+    tx.execute(
+        "INSERT INTO meta (k, v) VALUES ('compacted', ?1) ON CONFLICT (k) DO UPDATE SET v = ?1",
+        params![revision],
+    )?;
     Ok(())
 }
 
@@ -488,7 +569,23 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteOp>, sha
                 Err(_) => break,
             }
         }
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        // A checkpoint cannot run inside a transaction: answer those first, on their own.
+        let (checkpoints, batch): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|op| matches!(op, WriteOp::Checkpoint { .. }));
+        for op in checkpoints {
+            if let WriteOp::Checkpoint { reply } = op {
+                let r = conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(|e| StoreError::Internal(format!("sqlite checkpoint: {e}")));
+                let _ = reply.send(r);
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let mut replies = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
         let mut compacted_to = None;
@@ -524,6 +621,9 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<WriteOp>, sha
                             Ok(())
                         };
                         replies.push(Reply::Unit(reply, result));
+                    }
+                    WriteOp::Checkpoint { .. } => {
+                        unreachable!("checkpoints are answered before the batch")
                     }
                     WriteOp::ExpireSweep => {
                         for (key, rev) in expired_keys(&tx)? {
@@ -620,7 +720,13 @@ impl Store for EmbeddedStore {
         self.submit(WriteOp::Create { key: key.into(), value, ttl, reply }, rx).await
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: Revision, ttl: Option<Duration>) -> Result<KeyValue, StoreError> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        ttl: Option<Duration>,
+    ) -> Result<KeyValue, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(WriteOp::Update { key: key.into(), value, expected, ttl, reply }, rx).await
     }
@@ -674,7 +780,7 @@ impl Store for EmbeddedStore {
                 }
             }
         });
-        Ok(Box::pin(tokio_stream_from(rx)))
+        Ok(Box::pin(crate::types::receiver_stream(rx)))
     }
 
     async fn count(&self, prefix: &str) -> Result<i64, StoreError> {
@@ -739,13 +845,13 @@ impl EmbeddedStore {
                 return Err(StoreError::Compacted { requested: from, compacted });
             }
             let events = events_from_rows(&tx, from, to, &start, end.as_deref(), CATCH_UP_PAGE).map_err(sql_err)?;
-            let scanned_to = if (events.len() as i64) < CATCH_UP_PAGE { to } else { events.last().map(|e| e.revision()).unwrap_or(to) };
+            let scanned_to = if (events.len() as i64) < CATCH_UP_PAGE {
+                to
+            } else {
+                events.last().map(|e| e.revision()).unwrap_or(to)
+            };
             Ok((events, scanned_to))
         })
         .await
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

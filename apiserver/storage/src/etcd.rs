@@ -1,6 +1,8 @@
 //! The etcd backend: upstream's etcd3 storage layout over the `etcd-client` crate.
 
-use crate::{EventKind, GetResult, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchEvent, WatchStream};
+use crate::{
+    EventKind, GetResult, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchEvent, WatchStream,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
@@ -8,8 +10,10 @@ use etcd_client::{
     PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use futures::StreamExt;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How to reach etcd; mirrors upstream's `--etcd-*` flags.
@@ -51,10 +55,17 @@ struct LeaseCache {
 }
 
 pub struct EtcdStore {
-    client: Client,
+    members: Arc<Members>,
     prefix: String,
-    timeout: Duration,
     leases: Mutex<Vec<LeaseCache>>,
+}
+
+/// One client per member: a request that cannot reach the active member moves to the next one.
+struct Members {
+    clients: Vec<Client>,
+    active: AtomicUsize,
+    endpoints: Vec<String>,
+    timeout: Duration,
 }
 
 const COMPACTED_MSG: &str = "required revision has been compacted";
@@ -71,8 +82,25 @@ fn map_err(e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// Whether a failed request may be sent to another member: always when it never left this process or
+/// could not connect; for reads also when the member is unavailable or has no leader.
+fn failover(e: &etcd_client::Error, idempotent: bool) -> bool {
+    let text = e.to_string();
+    let never_sent =
+        text.contains("connect error") || text.contains("Connection refused") || text.contains("no leader");
+    never_sent
+        || idempotent
+            && (text.contains("unavailable")
+                || text.contains("transport error")
+                || text.contains("broken pipe")
+                || text.contains("Unavailable"))
+}
+
 fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path).map_err(|e| StoreError::DataFile { path: path.display().to_string(), message: format!("cannot read {what}: {e}") })
+    std::fs::read(path).map_err(|e| StoreError::DataFile {
+        path: path.display().to_string(),
+        message: format!("cannot read {what}: {e}"),
+    })
 }
 
 impl EtcdStore {
@@ -81,10 +109,9 @@ impl EtcdStore {
         if config.endpoints.is_empty() {
             return Err(StoreError::Invalid("--etcd-servers lists no server".into()));
         }
-        let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5)).with_keep_alive(
-            Duration::from_secs(30),
-            Duration::from_secs(10),
-        );
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10));
         if config.ca_file.is_some() || config.cert_file.is_some() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &config.ca_file {
@@ -92,39 +119,48 @@ impl EtcdStore {
             }
             match (&config.cert_file, &config.key_file) {
                 (Some(cert), Some(key)) => {
-                    tls = tls.identity(Identity::from_pem(read_file(cert, "--etcd-certfile")?, read_file(key, "--etcd-keyfile")?));
+                    tls = tls.identity(Identity::from_pem(
+                        read_file(cert, "--etcd-certfile")?,
+                        read_file(key, "--etcd-keyfile")?,
+                    ));
                 }
                 (None, None) => {}
-                _ => return Err(StoreError::Invalid("--etcd-certfile and --etcd-keyfile must be given together".into())),
+                _ => {
+                    return Err(StoreError::Invalid("--etcd-certfile and --etcd-keyfile must be given together".into()))
+                }
             }
             options = options.with_tls(tls);
         }
+        let mut members = Vec::with_capacity(config.endpoints.len());
+        for endpoint in &config.endpoints {
+            // Connections are made lazily, so an unreachable member does not fail this.
+            members.push(
+                Client::connect([endpoint], Some(options.clone()))
+                    .await
+                    .map_err(|e| StoreError::Invalid(format!("--etcd-servers: {endpoint}: {e}")))?,
+            );
+        }
+        let store = EtcdStore {
+            members: Arc::new(Members {
+                clients: members,
+                active: AtomicUsize::new(0),
+                endpoints: config.endpoints.clone(),
+                timeout: config.request_timeout,
+            }),
+            prefix: config.prefix.trim_end_matches('/').to_string(),
+            leases: Mutex::new(Vec::new()),
+        };
         let started = Instant::now();
         let mut backoff = Duration::from_millis(200);
         loop {
-            let attempt = async {
-                let client = Client::connect(&config.endpoints, Some(options.clone())).await.map_err(map_err)?;
-                let store = EtcdStore {
-                    client,
-                    prefix: config.prefix.trim_end_matches('/').to_string(),
-                    timeout: config.request_timeout,
-                    leases: Mutex::new(Vec::new()),
-                };
-                store.current_revision().await?;
-                Ok::<_, StoreError>(store)
-            };
-            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
-                Ok(Ok(store)) => {
+            match store.current_revision().await {
+                Ok(_) => {
                     tracing::info!(endpoints = ?config.endpoints, prefix = %config.prefix, "connected to etcd");
                     return Ok(store);
                 }
-                Ok(Err(e)) => {
-                    if matches!(e, StoreError::DataFile { .. } | StoreError::Invalid(_)) {
-                        return Err(e);
-                    }
-                    tracing::error!(endpoints = ?config.endpoints, error = %e, retry_in = ?backoff, "etcd is unreachable");
+                Err(e) => {
+                    tracing::error!(endpoints = ?config.endpoints, error = %e, retry_in = ?backoff, "etcd is unreachable")
                 }
-                Err(_) => tracing::error!(endpoints = ?config.endpoints, retry_in = ?backoff, "etcd did not answer within 10s"),
             }
             if config.connect_retry.is_some_and(|limit| started.elapsed() + backoff > limit) {
                 return Err(StoreError::Unavailable(format!(
@@ -136,6 +172,14 @@ impl EtcdStore {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
+    }
+
+    async fn call<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.members.call(idempotent, op).await
     }
 
     fn full(&self, key: &str) -> String {
@@ -152,13 +196,6 @@ impl EtcdStore {
         }
     }
 
-    async fn deadline<T>(&self, fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(map_err),
-            Err(_) => Err(StoreError::Unavailable(format!("etcd request timed out after {:?}", self.timeout))),
-        }
-    }
-
     async fn lease_for(&self, ttl: Option<Duration>) -> Result<Option<PutOptions>, StoreError> {
         let Some(ttl) = ttl else { return Ok(None) };
         let window = Duration::from_secs(60).min(ttl / 20);
@@ -169,7 +206,7 @@ impl EtcdStore {
             }
         }
         let secs = (ttl + window).as_secs().max(1) as i64;
-        let granted = self.deadline(self.client.lease_client().grant(secs, None)).await?;
+        let granted = self.call(false, |c| async move { c.lease_client().grant(secs, None).await }).await?;
         let mut leases = self.leases.lock().unwrap();
         leases.retain(|l| l.ttl != ttl);
         leases.push(LeaseCache { ttl, id: granted.id(), granted: Instant::now() });
@@ -197,6 +234,72 @@ impl EtcdStore {
     }
 }
 
+fn convert_event(e: &etcd_client::Event, prefix_len: usize) -> Option<WatchEvent> {
+    let convert = |kv: &etcd_client::KeyValue| {
+        let key = String::from_utf8_lossy(kv.key());
+        KeyValue {
+            key: key.get(prefix_len..).unwrap_or(&key).to_string(),
+            value: Bytes::copy_from_slice(kv.value()),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+        }
+    };
+    let kv = e.kv()?;
+    let kind = match e.event_type() {
+        EventType::Delete => EventKind::Deleted,
+        EventType::Put if kv.create_revision() == kv.mod_revision() => EventKind::Created,
+        EventType::Put => EventKind::Modified,
+    };
+    let mut out = convert(kv);
+    if kind == EventKind::Deleted {
+        out.value = Bytes::new();
+        out.create_revision = 0;
+    }
+    let prev = if kind == EventKind::Created { None } else { e.prev_kv().map(convert) };
+    Some(WatchEvent { kind, kv: out, prev })
+}
+
+impl Members {
+    /// Runs `op` against the active member, moving to the next member when that one cannot be reached.
+    /// Writes (`idempotent == false`) move on only when the request never reached a server.
+    async fn call<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let n = self.clients.len();
+        let attempts = n * 2;
+        let mut last = None;
+        for attempt in 0..attempts {
+            let idx = self.active.load(Ordering::Relaxed) % n;
+            let outcome = tokio::time::timeout(self.timeout, op(self.clients[idx].clone())).await;
+            let err = match outcome {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if failover(&e, idempotent) => {
+                    StoreError::Unavailable(format!("etcd {}: {e}", self.endpoints[idx]))
+                }
+                Ok(Err(e)) => return Err(map_err(e)),
+                Err(_) if idempotent => StoreError::Unavailable(format!(
+                    "etcd {}: request timed out after {:?}",
+                    self.endpoints[idx], self.timeout
+                )),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!("etcd request timed out after {:?}", self.timeout)))
+                }
+            };
+            let _ = self.active.compare_exchange(idx, (idx + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+            if n > 1 {
+                tracing::warn!(endpoint = %self.endpoints[idx], error = %err, "etcd member failed; trying the next one");
+            }
+            last = Some(err);
+            if attempt + 1 >= n {
+                tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1))).await;
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Unavailable("etcd: no member answered".into())))
+    }
+}
+
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResult, StoreError> {
@@ -204,9 +307,12 @@ impl Store for EtcdStore {
         if let Some(rev) = revision {
             opts = opts.with_revision(rev);
         }
-        let mut kv = self.client.kv_client();
+        let full = self.full(key);
         let resp = self
-            .deadline(kv.get(self.full(key), Some(opts)))
+            .call(true, |c| {
+                let (full, opts) = (full.clone(), opts.clone());
+                async move { c.kv_client().get(full, Some(opts)).await }
+            })
             .await
             .map_err(|e| Self::fix_compacted(e, revision.unwrap_or(0)))?;
         let header = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -228,9 +334,11 @@ impl Store for EtcdStore {
         if let Some(limit) = opts.limit.filter(|l| *l > 0) {
             get = get.with_limit(limit);
         }
-        let mut kv = self.client.kv_client();
         let resp = self
-            .deadline(kv.get(start, Some(get)))
+            .call(true, |c| {
+                let (start, get) = (start.clone(), get.clone());
+                async move { c.kv_client().get(start, Some(get)).await }
+            })
             .await
             .map_err(|e| Self::fix_compacted(e, requested.unwrap_or(0)))?;
         let revision = requested.unwrap_or_else(|| resp.header().map(|h| h.revision()).unwrap_or(0));
@@ -242,11 +350,17 @@ impl Store for EtcdStore {
     async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<KeyValue, StoreError> {
         let full = self.full(key);
         let put = self.lease_for(ttl).await?;
-        let txn = Txn::new()
-            .when([Compare::mod_revision(full.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(full, value.to_vec(), put)]);
-        let mut kv = self.client.kv_client();
-        let resp = self.deadline(kv.txn(txn)).await?;
+        let txn = Txn::new().when([Compare::mod_revision(full.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            full,
+            value.to_vec(),
+            put,
+        )]);
+        let resp = self
+            .call(false, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists { key: key.into() });
         }
@@ -254,15 +368,29 @@ impl Store for EtcdStore {
         Ok(KeyValue { key: key.into(), value, create_revision: rev, mod_revision: rev })
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: Revision, ttl: Option<Duration>) -> Result<KeyValue, StoreError> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        ttl: Option<Duration>,
+    ) -> Result<KeyValue, StoreError> {
         let full = self.full(key);
         let put = self.lease_for(ttl).await?;
         let txn = Txn::new()
             .when([Compare::mod_revision(full.clone(), CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(full.clone(), value.to_vec(), put.map(|p| p.with_prev_key()).or(Some(PutOptions::new().with_prev_key())))])
+            .and_then([TxnOp::put(
+                full.clone(),
+                value.to_vec(),
+                put.map(|p| p.with_prev_key()).or(Some(PutOptions::new().with_prev_key())),
+            )])
             .or_else([TxnOp::get(full, None)]);
-        let mut kv = self.client.kv_client();
-        let resp = self.deadline(kv.txn(txn)).await?;
+        let resp = self
+            .call(false, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         if !resp.succeeded() {
             return Err(self.conflict_from(key, resp.op_responses().as_slice()));
         }
@@ -288,8 +416,12 @@ impl Store for EtcdStore {
                 .or_else([TxnOp::get(full, None)]),
             None => Txn::new().and_then([del]),
         };
-        let mut kv = self.client.kv_client();
-        let resp = self.deadline(kv.txn(txn)).await?;
+        let resp = self
+            .call(false, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         if !resp.succeeded() {
             return Err(self.conflict_from(key, resp.op_responses().as_slice()));
         }
@@ -305,87 +437,110 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, key: &str, prefix: bool, start_revision: Revision) -> Result<WatchStream, StoreError> {
-        let mut opts = WatchOptions::new().with_prev_key().with_progress_notify();
-        if prefix {
-            opts = opts.with_prefix();
-        }
-        if start_revision > 0 {
-            opts = opts.with_start_revision(start_revision);
-        }
-        let mut wc = self.client.watch_client();
-        let stream = self.deadline(wc.watch(self.full(key), Some(opts))).await?;
+        let members = self.members.clone();
+        let full = self.full(key);
         let prefix_len = self.prefix.len();
-        let convert = move |kv: &etcd_client::KeyValue| {
-            let key = String::from_utf8_lossy(kv.key());
-            KeyValue {
-                key: key.get(prefix_len..).unwrap_or(&key).to_string(),
-                value: Bytes::copy_from_slice(kv.value()),
-                create_revision: kv.create_revision(),
-                mod_revision: kv.mod_revision(),
+        let open = move |members: Arc<Members>, from: Revision| {
+            let full = full.clone();
+            async move {
+                let mut opts = WatchOptions::new().with_prev_key().with_progress_notify();
+                if prefix {
+                    opts = opts.with_prefix();
+                }
+                if from > 0 {
+                    opts = opts.with_start_revision(from);
+                }
+                members
+                    .call(true, |c| {
+                        let (full, opts) = (full.clone(), opts.clone());
+                        async move { c.watch_client().watch(full, Some(opts)).await }
+                    })
+                    .await
             }
         };
-        let state = (stream, false);
-        let events = futures::stream::unfold(state, move |(mut stream, done)| async move {
-            if done {
-                return None;
-            }
-            match stream.next().await {
-                Some(Ok(resp)) => {
-                    if resp.compact_revision() > 0 {
-                        let err = StoreError::Compacted { requested: start_revision, compacted: resp.compact_revision() };
-                        return Some((vec![Err(err)], (stream, true)));
-                    }
-                    if resp.canceled() {
-                        let err = StoreError::Unavailable(format!("etcd cancelled the watch: {}", resp.cancel_reason()));
-                        return Some((vec![Err(err)], (stream, true)));
-                    }
-                    let batch = resp
-                        .events()
-                        .iter()
-                        .filter_map(|e| {
-                            let kv = e.kv()?;
-                            let prev = e.prev_kv().map(convert);
-                            let kind = match e.event_type() {
-                                EventType::Delete => EventKind::Deleted,
-                                EventType::Put if kv.create_revision() == kv.mod_revision() => EventKind::Created,
-                                EventType::Put => EventKind::Modified,
-                            };
-                            let mut kv = convert(kv);
-                            if kind == EventKind::Deleted {
-                                kv.value = Bytes::new();
-                                kv.create_revision = 0;
+        let mut stream = open(members.clone(), start_revision).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            // The next revision this watch owes its reader; a watch re-opened on another member resumes there.
+            let mut next = start_revision;
+            let mut failing_since: Option<Instant> = None;
+            loop {
+                let broken = loop {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        item = stream.next() => match item {
+                            Some(Ok(resp)) => {
+                                failing_since = None;
+                                if resp.compact_revision() > 0 {
+                                    let err = StoreError::Compacted { requested: next, compacted: resp.compact_revision() };
+                                    let _ = tx.send(Err(err)).await;
+                                    return;
+                                }
+                                if next == 0 {
+                                    next = resp.header().map(|h| h.revision()).unwrap_or(0) + 1;
+                                }
+                                for e in resp.events() {
+                                    let Some(event) = convert_event(e, prefix_len) else { continue };
+                                    next = event.revision() + 1;
+                                    if tx.send(Ok(event)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                if resp.canceled() {
+                                    break format!("etcd cancelled the watch: {}", resp.cancel_reason());
+                                }
                             }
-                            Some(Ok(WatchEvent { kind, kv, prev: if kind == EventKind::Created { None } else { prev } }))
-                        })
-                        .collect::<Vec<_>>();
-                    Some((batch, (stream, false)))
+                            Some(Err(e)) => break e.to_string(),
+                            None => break "etcd watch stream ended".to_string(),
+                        }
+                    }
+                };
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(60) {
+                    let _ = tx.send(Err(StoreError::Unavailable(format!("etcd watch lost: {broken}")))).await;
+                    return;
                 }
-                Some(Err(e)) => Some((vec![Err(map_err(e))], (stream, true))),
-                None => Some((vec![Err(StoreError::Unavailable("etcd watch stream ended".into()))], (stream, true))),
+                tracing::warn!(error = %broken, resume_at = next, "etcd watch broke; re-opening it");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match open(members.clone(), next).await {
+                    Ok(s) => stream = s,
+                    Err(e @ StoreError::Compacted { .. }) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot re-open the etcd watch yet"),
+                }
             }
-        })
-        .flat_map(futures::stream::iter);
-        Ok(Box::pin(events))
+        });
+        Ok(Box::pin(crate::types::receiver_stream(rx)))
     }
 
     async fn count(&self, prefix: &str) -> Result<i64, StoreError> {
         let full = self.full(prefix);
         let end = crate::keys::prefix_end(full.as_bytes()).unwrap_or_else(|| vec![0]);
-        let mut kv = self.client.kv_client();
-        let resp = self.deadline(kv.get(full, Some(GetOptions::new().with_range(end).with_count_only()))).await?;
+        let resp = self
+            .call(true, |c| {
+                let (full, end) = (full.clone(), end.clone());
+                async move { c.kv_client().get(full, Some(GetOptions::new().with_range(end).with_count_only())).await }
+            })
+            .await?;
         Ok(resp.count())
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let mut kv = self.client.kv_client();
-        self.deadline(kv.compact(revision, None)).await.map_err(|e| Self::fix_compacted(e, revision))?;
+        self.call(true, |c| async move { c.kv_client().compact(revision, None).await })
+            .await
+            .map_err(|e| Self::fix_compacted(e, revision))?;
         Ok(())
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        let mut kv = self.client.kv_client();
         // Upstream reads the compaction bookkeeping key; any read returns the store revision in its header.
-        let resp = self.deadline(kv.get("compact_rev_key", Some(GetOptions::new().with_count_only()))).await?;
+        let resp = self
+            .call(true, |c| async move {
+                c.kv_client().get("compact_rev_key", Some(GetOptions::new().with_count_only())).await
+            })
+            .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 

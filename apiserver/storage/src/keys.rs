@@ -16,10 +16,7 @@ const PATH_OVERRIDES: &[((&str, &str), &str)] = &[
     (("networking.k8s.io", "ingresses"), "ingress"),
     (("extensions", "ingresses"), "ingress"),
     (("apiregistration.k8s.io", "apiservices"), "apiregistration.k8s.io/apiservices"),
-    (
-        ("apiextensions.k8s.io", "customresourcedefinitions"),
-        "apiextensions.k8s.io/customresourcedefinitions",
-    ),
+    (("apiextensions.k8s.io", "customresourcedefinitions"), "apiextensions.k8s.io/customresourcedefinitions"),
 ];
 
 /// Groups whose resources upstream stores under the plain resource name (the built-in groups).

@@ -34,9 +34,7 @@ pub use config::{open, run_compactor, StorageConfig};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use etcd::{EtcdConfig, EtcdStore};
-pub use types::{
-    EventKind, GetResult, KeyValue, ListOptions, ListResult, Revision, WatchEvent, WatchStream,
-};
+pub use types::{EventKind, GetResult, KeyValue, ListOptions, ListResult, Revision, WatchEvent, WatchStream};
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -52,7 +52,9 @@ impl EtcdServer {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (install Debian's etcd-server; e2e/run.sh does): {e}", etcd_binary().display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} (install Debian's etcd-server; e2e/run.sh does): {e}", etcd_binary().display())
+            });
         EtcdServer { child, client_url, dir: dir.to_path_buf(), owns_dir: false }
     }
 
@@ -66,6 +68,61 @@ impl EtcdServer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// A multi-member etcd cluster on loopback, for failover tests.
+pub struct EtcdCluster {
+    pub members: Vec<Option<EtcdServer>>,
+    pub client_urls: Vec<String>,
+    dir: PathBuf,
+}
+
+impl EtcdCluster {
+    pub fn start(size: usize) -> EtcdCluster {
+        let dir = std::env::temp_dir().join(format!("ferrokube-etcd-cluster-{}-{}", std::process::id(), free_port()));
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        let mut client_urls = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let client_url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let member_dir = dir.join(format!("m{i}"));
+            std::fs::create_dir_all(&member_dir).expect("etcd member dir");
+            let log = std::fs::File::create(member_dir.join("etcd.log")).expect("etcd log file");
+            let child = Command::new(etcd_binary())
+                .args(["--name", &format!("m{i}"), "--data-dir"])
+                .arg(member_dir.join("data"))
+                .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &initial, "--initial-cluster-state", "new"])
+                .args(["--logger", "zap", "--log-level", "error"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", etcd_binary().display()));
+            client_urls.push(client_url.clone());
+            members.push(Some(EtcdServer { child, client_url, dir: member_dir, owns_dir: false }));
+        }
+        EtcdCluster { members, client_urls, dir }
+    }
+
+    /// Kills member `i` (SIGKILL), as a machine failure would.
+    pub fn kill(&mut self, i: usize) {
+        self.members[i] = None;
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        self.members.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

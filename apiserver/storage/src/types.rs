@@ -70,3 +70,10 @@ impl WatchEvent {
 
 /// A stream of watch events; an `Err` item ends it.
 pub type WatchStream = BoxStream<'static, Result<WatchEvent, StoreError>>;
+
+/// A stream over a channel's receiver.
+pub(crate) fn receiver_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

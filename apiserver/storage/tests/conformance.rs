@@ -90,7 +90,11 @@ async fn create_get_and_revisions(s: Arc<dyn Store>) {
 
     let err = s.create("/pods/default/a", v("again"), None).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
-    assert_eq!(s.get("/pods/default/a", None).await.unwrap().kv.unwrap().value, v("one"), "failed create changes nothing");
+    assert_eq!(
+        s.get("/pods/default/a", None).await.unwrap().kv.unwrap().value,
+        v("one"),
+        "failed create changes nothing"
+    );
     assert_eq!(s.current_revision().await.unwrap(), b.mod_revision, "a failed write takes no revision");
 }
 
@@ -112,7 +116,9 @@ async fn update_compares_mod_revision(s: Arc<dyn Store>) {
     let b = s.update("/deployments/ns/web", v("b"), a.mod_revision, None).await.unwrap();
     assert!(b.mod_revision > a.mod_revision);
     match s.update("/deployments/ns/web", v("stale"), a.mod_revision, None).await.unwrap_err() {
-        StoreError::Conflict { current, .. } => assert_eq!(*current.unwrap(), b, "conflict carries the current value"),
+        StoreError::Conflict { current, .. } => {
+            assert_eq!(*current.unwrap(), b, "conflict carries the current value")
+        }
         e => panic!("expected conflict, got {e:?}"),
     }
     let err = s.update("/deployments/ns/missing", v("x"), 1, None).await.unwrap_err();
@@ -159,7 +165,8 @@ async fn list_prefix_pagination_is_consistent(s: Arc<dyn Store>) {
     while let Some(t) = token.take() {
         let (start, rev) = decode_continue(&t, prefix).unwrap();
         assert_eq!(rev, page1.revision);
-        let page = s.list(prefix, ListOptions { limit: Some(10), revision: Some(rev), start_key: Some(start) }).await.unwrap();
+        let page =
+            s.list(prefix, ListOptions { limit: Some(10), revision: Some(rev), start_key: Some(start) }).await.unwrap();
         assert_eq!(page.revision, page1.revision);
         keys.extend(page.items.iter().map(|kv| kv.key.clone()));
         if page.more {
@@ -334,7 +341,8 @@ async fn keys_with_ttl_expire_and_watchers_see_the_delete(s: Arc<dyn Store>) {
     s.create("/events/ns/forever", v("event"), None).await.unwrap();
     assert_eq!(next_event(&mut w).await.kv, e);
     next_event(&mut w).await;
-    let deleted = tokio::time::timeout(Duration::from_secs(15), w.next()).await.expect("expiry within 15s").unwrap().unwrap();
+    let deleted =
+        tokio::time::timeout(Duration::from_secs(15), w.next()).await.expect("expiry within 15s").unwrap().unwrap();
     assert_eq!(deleted.kind, EventKind::Deleted);
     assert_eq!(deleted.kv.key, "/events/ns/short");
     assert!(s.get("/events/ns/short", None).await.unwrap().kv.is_none());

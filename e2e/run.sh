@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing, then runs the format check, clippy and every test.
+# CI calls this through .ci/run; on a developer machine run it as root (apt) from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- system parts (Debian/Ubuntu packages) -------------------------------------------------------
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)   # etcd-client's build
+command -v etcd >/dev/null || need+=(etcd-server)            # store conformance, API tests
+command -v etcdctl >/dev/null || need+=(etcd-client)         # checks of upstream's key layout
+command -v openssl >/dev/null || need+=(openssl)             # independent certificate checks
+command -v cc >/dev/null || need+=(gcc)                      # bundled SQLite
+if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ "${CI:-}" = "true" ]; then
+    # Keep build output out of the clone, so a fresh clone still reuses a warm target dir.
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferrokube-target}"
+fi
+export CARGO_TERM_COLOR=never
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/ferrokube-test.log
+status=${PIPESTATUS[0]}
+echo
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' /tmp/ferrokube-test.log
+exit "$status"
