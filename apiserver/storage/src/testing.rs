@@ -38,8 +38,31 @@ impl EtcdServer {
 
     /// Starts etcd with its data in `dir`.
     pub fn start_in(dir: &Path) -> EtcdServer {
+        Self::start_with(dir, "http", &[])
+    }
+
+    /// Starts etcd serving clients over TLS with kubeadm's etcd certificates from `pki` (a cert dir):
+    /// `etcd/server.crt`, client certificates required and verified against `etcd/ca.crt`.
+    pub fn start_tls(pki: &Path) -> EtcdServer {
+        let dir = std::env::temp_dir().join(format!("ferrokube-etcd-{}-{}", std::process::id(), free_port()));
+        let p = |f: &str| pki.join(f).display().to_string();
+        let args = [
+            "--cert-file".to_string(),
+            p("etcd/server.crt"),
+            "--key-file".into(),
+            p("etcd/server.key"),
+            "--client-cert-auth".into(),
+            "--trusted-ca-file".into(),
+            p("etcd/ca.crt"),
+        ];
+        let mut server = Self::start_with(&dir, "https", &args);
+        server.owns_dir = true;
+        server
+    }
+
+    fn start_with(dir: &Path, scheme: &str, extra: &[String]) -> EtcdServer {
         let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         std::fs::create_dir_all(dir).expect("etcd data dir");
         let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd log file");
@@ -49,6 +72,7 @@ impl EtcdServer {
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("test={peer_url}"), "--logger", "zap", "--log-level", "error"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -114,3 +114,33 @@ async fn missing_tls_files_name_the_file() {
         Ok(_) => panic!("connected without a CA file"),
     }
 }
+
+#[tokio::test]
+async fn tls_with_kubeadm_etcd_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pki::PkiConfig {
+        cert_dir: dir.path().to_path_buf(),
+        node_name: "etcd-test".into(),
+        advertise_address: Some("127.0.0.1".parse().unwrap()),
+        ..Default::default()
+    };
+    for name in ["etcd-ca", "etcd-server", "apiserver-etcd-client"] {
+        pki::generate_certs(&cfg, name).unwrap();
+    }
+    let etcd = EtcdServer::start_tls(dir.path());
+    assert!(etcd.client_url.starts_with("https://"));
+    let mut config = EtcdConfig::new(vec![etcd.client_url.clone()]);
+    config.ca_file = Some(dir.path().join("etcd/ca.crt"));
+    config.cert_file = Some(dir.path().join("apiserver-etcd-client.crt"));
+    config.key_file = Some(dir.path().join("apiserver-etcd-client.key"));
+    config.connect_retry = Some(Duration::from_secs(30));
+    let store = EtcdStore::connect(&config).await.expect("TLS with client certificates");
+    let kv = store.create("/secrets/ns/s", Bytes::from_static(b"over tls"), None).await.unwrap();
+    assert_eq!(store.get("/secrets/ns/s", None).await.unwrap().kv.unwrap(), kv);
+
+    // Without a client certificate etcd refuses us, and we say so instead of hanging.
+    let mut anonymous = EtcdConfig::new(vec![etcd.client_url.clone()]);
+    anonymous.ca_file = Some(dir.path().join("etcd/ca.crt"));
+    anonymous.connect_retry = Some(Duration::from_secs(2));
+    assert!(matches!(EtcdStore::connect(&anonymous).await, Err(StoreError::Unavailable(_))));
+}
