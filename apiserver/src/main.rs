@@ -1,0 +1,162 @@
+//! `kube-apiserver`: the Kubernetes REST and watch API over an external etcd (`--etcd-servers`) or the
+//! embedded store (`--data-dir`).
+
+mod api;
+mod discovery;
+mod flags;
+mod objects;
+mod registry;
+mod scale;
+mod server;
+mod strategy;
+mod tables;
+mod tls;
+
+use api::Api;
+use apiserver_storage::{EtcdConfig, StorageConfig};
+use clap::Parser;
+use flags::Flags;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+fn init_logging(flags: &Flags) {
+    let level = match flags.v {
+        0..=2 => "info",
+        3..=5 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if flags.logging_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Creates the namespaces every cluster has, as upstream's bootstrap controller does.
+async fn bootstrap(api: &Api) -> Result<(), apimachinery::ApiError> {
+    let ns = api.registry.find("", "v1", "namespaces").expect("namespaces registered");
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let rr = api::ResourceRequest { res: ns, namespace: None, name: None, sub: None };
+        match api.create(&rr, json!({"metadata": {"name": name}}), &api::Query::default()).await {
+            Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn run(flags: Flags) -> Result<(), String> {
+    flags.warn_unimplemented();
+    let storage = if flags.etcd_servers.is_empty() {
+        StorageConfig::embedded(&flags.data_dir)
+    } else {
+        let mut cfg = EtcdConfig::new(flags.etcd_servers.clone());
+        cfg.prefix = flags.etcd_prefix.clone();
+        cfg.ca_file = flags.etcd_cafile.clone();
+        cfg.cert_file = flags.etcd_certfile.clone();
+        cfg.key_file = flags.etcd_keyfile.clone();
+        StorageConfig::Etcd(cfg)
+    };
+    let event_ttl = pki::parse_go_duration(&flags.event_ttl).map_err(|e| format!("--event-ttl: {e}"))?;
+    let _ = strategy::EVENT_TTL.set(event_ttl);
+    let compaction = pki::parse_go_duration(&flags.etcd_compaction_interval)
+        .map_err(|e| format!("--etcd-compaction-interval: {e}"))?;
+    let tls = tls::server_config(&flags).map_err(|e| format!("serving certificate: {e}"))?;
+
+    let listener = TcpListener::bind((flags.bind_address, flags.secure_port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", flags.bind_address, flags.secure_port))?;
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving securely");
+
+    let store = apiserver_storage::open(&storage).await.map_err(|e| e.to_string())?;
+    tracing::info!(backend = store.backend_name(), "storage ready");
+    tokio::spawn(apiserver_storage::run_compactor(store.clone(), compaction));
+    let advertise = format!("{}:{}", flags.advertise_address.unwrap_or(flags.bind_address), flags.secure_port);
+    let mut api = Api::new(store, advertise);
+    api.min_request_timeout = std::time::Duration::from_secs(flags.min_request_timeout);
+    let api = Arc::new(api);
+    {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut backoff = std::time::Duration::from_millis(200);
+            loop {
+                match bootstrap(&api).await {
+                    Ok(()) => {
+                        api.ready.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "bootstrap failed; retrying"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        });
+    }
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+            },
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        };
+        let acceptor = acceptor.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, std::convert::Infallible>(server::handle(api, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) => e.exit(),
+    };
+    init_logging(&flags);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! HTTPS serving and the top-level dispatch: health, version, discovery, then resources.
+
+use crate::api::{
+    self, decode_body, error_response, json_response, list_object, negotiate, text_response, Api, Body, Format, Query,
+    ResourceRequest,
+};
+use apimachinery::ApiError;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// What `/version` reports.
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": "35",
+        "emulationMajor": "1",
+        "emulationMinor": "35",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "34",
+        "gitVersion": format!("v1.35.0+ferrokube.{}", option_env!("FERROKUBE_GIT_SHA").unwrap_or("dev")),
+        "gitCommit": option_env!("FERROKUBE_GIT_SHA").unwrap_or("unknown"),
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "go1.25.0",
+        "compiler": "gc",
+        "platform": format!("linux/{}", if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+async fn health(api: &Api, which: &str, check: Option<&str>, q: &Query) -> Response<Body> {
+    let store_ok = api.store.current_revision().await.is_ok();
+    let mut checks: Vec<(&str, bool)> = vec![("ping", true), ("log", true), ("etcd", store_ok)];
+    if which == "readyz" {
+        checks.push(("informer-sync", api.ready()));
+        checks.push(("poststarthook/bootstrap-namespaces", api.ready()));
+    }
+    if let Some(name) = check {
+        return match checks.iter().find(|(n, _)| *n == name || format!("poststarthook/{n}") == name) {
+            Some((_, true)) => text_response(StatusCode::OK, "ok".into()),
+            Some((n, false)) => {
+                text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("internal server error: {n} check failed\n"))
+            }
+            None => text_response(StatusCode::NOT_FOUND, "404 page not found\n".into()),
+        };
+    }
+    let all_ok = checks.iter().all(|(_, ok)| *ok);
+    let verbose = q.0.contains_key("verbose") || !all_ok;
+    if !verbose {
+        return text_response(StatusCode::OK, "ok".into());
+    }
+    let mut out = String::new();
+    for (n, ok) in &checks {
+        if *ok {
+            out.push_str(&format!("[+]{n} ok\n"));
+        } else {
+            out.push_str(&format!("[-]{n} failed: reason withheld\n"));
+        }
+    }
+    if all_ok {
+        out.push_str(&format!("{which} check passed\n"));
+        text_response(StatusCode::OK, out)
+    } else {
+        out.push_str(&format!("{which} check failed\n"));
+        text_response(StatusCode::INTERNAL_SERVER_ERROR, out)
+    }
+}
+
+/// Splits a resource path into the registry entry and the namespace/name/subresource.
+fn resource_request<'a>(api: &'a Api, segments: &[&str]) -> Result<Option<ResourceRequest<'a>>, ApiError> {
+    let (group, version, rest) = match segments {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Ok(None),
+    };
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r, tail @ ..] => {
+            (Some(ns.to_string()), std::iter::once(r).chain(tail.iter()).copied().collect::<Vec<_>>())
+        }
+        _ => (None, rest.to_vec()),
+    };
+    let plural = rest[0];
+    let Some(res) = api.registry.find(group, version, plural) else {
+        return Err(ApiError { details: None, ..ApiError::not_found(&apimachinery::GroupResource::new("", ""), "") }
+            .with_message("the server could not find the requested resource"));
+    };
+    if res.namespaced != namespace.is_some() && !(res.namespaced && rest.len() == 1) {
+        return Err(ApiError::not_found(&res.group_resource(), "")
+            .with_message("the server could not find the requested resource"));
+    }
+    let name = rest.get(1).map(|s| s.to_string());
+    let sub = rest.get(2).map(|s| s.to_string());
+    if let Some(s) = &sub {
+        if !res.subresources.contains(&s.as_str()) || rest.len() > 3 {
+            return Err(ApiError::not_found(&res.group_resource(), "")
+                .with_message("the server could not find the requested resource"));
+        }
+    }
+    Ok(Some(ResourceRequest { res, namespace, name, sub }))
+}
+
+trait WithMessage {
+    fn with_message(self, m: &str) -> Self;
+}
+
+impl WithMessage for ApiError {
+    fn with_message(mut self, m: &str) -> Self {
+        self.message = m.to_string();
+        self.details = Some(json!({}));
+        self
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let limited = Limited::new(body, api::MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok((parts, c.to_bytes())),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::request_entity_too_large("Request entity too large: limit is 3145728"))
+        }
+        Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    }
+}
+
+/// Serves one request.
+pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let resp = match dispatch(&api, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    tracing::debug!(%method, %path, code = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    resp
+}
+
+async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = Query::parse(req.uri().query());
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let format = negotiate(req.headers());
+    match segments.as_slice() {
+        [h @ ("healthz" | "livez" | "readyz")] => return Ok(health(api, h, None, &q).await),
+        [h @ ("healthz" | "livez" | "readyz"), check @ ..] => {
+            return Ok(health(api, h, Some(&check.join("/")), &q).await)
+        }
+        ["version"] => return Ok(json_response(StatusCode::OK, &version_info(), Format::Json)),
+        [] => {
+            let paths = json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]});
+            return Ok(json_response(StatusCode::OK, &paths, Format::Json));
+        }
+        _ => {}
+    }
+    if req.method() == Method::GET {
+        if let Some(r) = api::route_discovery(api, &segments) {
+            return Ok(r);
+        }
+    }
+    let Some(rr) = resource_request(api, &segments)? else {
+        return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found\n".into()));
+    };
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match (method, rr.name.is_some(), rr.sub.as_deref()) {
+        (Method::GET, false, _) if watch => api.watch(&rr, &q, format).await,
+        (Method::GET, true, None) if watch => api.watch(&rr, &q, format).await,
+        (Method::GET, false, _) => {
+            let (items, list_meta) = api.list(&rr, &q).await?;
+            Ok(match format {
+                Format::Table => json_response(
+                    StatusCode::OK,
+                    &api::table(rr.res, &items, list_meta, q.get("includeObject").unwrap_or("")),
+                    Format::Json,
+                ),
+                _ => json_response(StatusCode::OK, &list_object(rr.res, items, list_meta), format),
+            })
+        }
+        (Method::GET, true, Some("scale")) => {
+            let obj = api.get(&rr, &q).await?;
+            Ok(json_response(StatusCode::OK, &crate::scale::to_scale(rr.res, &obj), format))
+        }
+        (Method::GET, true, _) => {
+            let obj = api.get(&rr, &q).await?;
+            Ok(match format {
+                Format::Table => json_response(
+                    StatusCode::OK,
+                    &api::table(
+                        rr.res,
+                        std::slice::from_ref(&obj),
+                        json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)}),
+                        q.get("includeObject").unwrap_or(""),
+                    ),
+                    Format::Json,
+                ),
+                _ => json_response(StatusCode::OK, &obj, format),
+            })
+        }
+        (Method::POST, false, None) => {
+            let (parts, body) = read_body(req).await?;
+            let obj = decode_body(&parts.headers, &body)?;
+            let created = api.create(&rr, obj, &q).await?;
+            Ok(json_response(StatusCode::CREATED, &created, format))
+        }
+        (Method::POST, true, Some("binding")) => {
+            let (parts, body) = read_body(req).await?;
+            let binding = decode_body(&parts.headers, &body)?;
+            crate::scale::bind(api, &rr, &binding, &q).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                format,
+            ))
+        }
+        (Method::PUT, true, Some("scale")) | (Method::PATCH, true, Some("scale")) => {
+            let (parts, body) = read_body(req).await?;
+            let obj = crate::scale::update_scale(api, &rr, &parts.headers, &body, &q).await?;
+            Ok(json_response(StatusCode::OK, &crate::scale::to_scale(rr.res, &obj), format))
+        }
+        (Method::PUT, true, _) => {
+            let (parts, body) = read_body(req).await?;
+            let obj = decode_body(&parts.headers, &body)?;
+            let updated = api.update(&rr, obj, &q).await?;
+            Ok(json_response(StatusCode::OK, &updated, format))
+        }
+        (Method::PATCH, true, _) => {
+            let (_, body) = read_body(req).await?;
+            let patched = api.patch(&rr, &headers, &body, &q).await?;
+            Ok(json_response(StatusCode::OK, &patched, format))
+        }
+        (Method::DELETE, true, None) => {
+            let (parts, body) = read_body(req).await?;
+            let options = if body.is_empty() { json!({}) } else { decode_body(&parts.headers, &body)? };
+            let (code, out) = api.delete(&rr, &options, &q).await?;
+            Ok(json_response(code, &out, format))
+        }
+        (Method::DELETE, false, None) => {
+            let (parts, body) = read_body(req).await?;
+            let options = if body.is_empty() { json!({}) } else { decode_body(&parts.headers, &body)? };
+            let (items, list_meta) = api.list(&rr, &q).await?;
+            let mut deleted = Vec::new();
+            for item in items {
+                let one = ResourceRequest {
+                    res: rr.res,
+                    namespace: item.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from),
+                    name: Some(crate::objects::name(&item).to_string()),
+                    sub: None,
+                };
+                match api.delete(&one, &options, &q).await {
+                    Ok(_) => deleted.push(item),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(json_response(StatusCode::OK, &list_object(rr.res, deleted, list_meta), format))
+        }
+        (m, _, _) => Err(ApiError::method_not_supported(&rr.res.group_resource(), m.as_str())),
+    }
+}

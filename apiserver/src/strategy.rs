@@ -1,0 +1,401 @@
+//! What differs between resources: defaults, validation, selectable fields, TTL and deletion rules.
+//! The generic handlers in `api` call these; resources without special rules fall through.
+
+use crate::objects::{self, meta, meta_mut};
+use crate::registry::Resource;
+use apimachinery::{ApiError, Cause};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// `--event-ttl` (upstream default 1h).
+pub static EVENT_TTL: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+pub fn ttl(res: &Resource) -> Option<Duration> {
+    (res.storage.1 == "events").then(|| *EVENT_TTL.get_or_init(|| Duration::from_secs(3600)))
+}
+
+fn set_default(obj: &mut Value, pointer: &str, value: Value) {
+    if obj.pointer(pointer).is_none() {
+        let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+        if parent.is_empty() || obj.pointer(parent).is_some_and(Value::is_object) {
+            let target = if parent.is_empty() { Some(&mut *obj) } else { obj.pointer_mut(parent) };
+            if let Some(Value::Object(m)) = target {
+                m.insert(key.to_string(), value);
+            }
+        }
+    }
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    for (k, v) in [
+        ("restartPolicy", json!("Always")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("securityContext", json!({})),
+        ("schedulerName", json!("default-scheduler")),
+    ] {
+        set_default(spec, &format!("/{k}"), v);
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                let latest = c.get("image").and_then(Value::as_str).is_some_and(|i| {
+                    let tail = i.rsplit('/').next().unwrap_or(i);
+                    !tail.contains(':') && !i.contains('@') || tail.ends_with(":latest")
+                });
+                for (k, v) in [
+                    ("terminationMessagePath", json!("/dev/termination-log")),
+                    ("terminationMessagePolicy", json!("File")),
+                    ("imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" })),
+                    ("resources", json!({})),
+                ] {
+                    set_default(c, &format!("/{k}"), v);
+                }
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        set_default(p, "/protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Upstream's defaulting for the kinds that have it (applied on create and update).
+fn default(res: &Resource, obj: &mut Value) {
+    match (res.group, res.kind) {
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                default_pod_spec(spec);
+            }
+            if obj.pointer("/spec/serviceAccountName").is_none() && obj.get("spec").is_some() {
+                set_default(obj, "/spec/serviceAccountName", json!("default"));
+            }
+            set_default(obj, "/spec/enableServiceLinks", json!(true));
+            set_default(obj, "/spec/preemptionPolicy", json!("PreemptLowerPriority"));
+            set_default(obj, "/spec/priority", json!(0));
+        }
+        ("apps", "Deployment") => {
+            set_default(obj, "/spec/replicas", json!(1));
+            set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
+            set_default(
+                obj,
+                "/spec/strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+                default_pod_spec(spec);
+            }
+        }
+        ("apps", "ReplicaSet")
+        | ("apps", "StatefulSet")
+        | ("apps", "DaemonSet")
+        | ("", "ReplicationController")
+        | ("batch", "Job") => {
+            if res.kind != "DaemonSet" && res.kind != "Job" {
+                set_default(obj, "/spec/replicas", json!(1));
+            }
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+                default_pod_spec(spec);
+            }
+        }
+        ("", "Service") => {
+            set_default(obj, "/spec/type", json!("ClusterIP"));
+            set_default(obj, "/spec/sessionAffinity", json!("None"));
+            if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    set_default(p, "/protocol", json!("TCP"));
+                    if p.get("targetPort").is_none() {
+                        if let Some(port) = p.get("port").cloned() {
+                            p["targetPort"] = port;
+                        }
+                    }
+                }
+            }
+        }
+        ("", "Secret") => set_default(obj, "/type", json!("Opaque")),
+        _ => {}
+    }
+}
+
+pub fn prepare_create(res: &Resource, obj: &mut Value) {
+    match (res.group, res.kind) {
+        ("", "Namespace") => {
+            set_default(obj, "/spec", json!({}));
+            set_default(obj, "/spec/finalizers", json!(["kubernetes"]));
+            obj["status"] = json!({"phase": "Active"});
+            let name = objects::name(obj).to_string();
+            let m = meta_mut(obj);
+            if !m.get("labels").is_some_and(Value::is_object) {
+                m.insert("labels".into(), json!({}));
+            }
+            m["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        }
+        ("", "Pod") => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+        _ => {}
+    }
+    default(res, obj);
+}
+
+pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, subresource: Option<&str>) {
+    if res.kind == "Namespace" && res.group.is_empty() {
+        let name = objects::name(new).to_string();
+        let m = meta_mut(new);
+        if !m.get("labels").is_some_and(Value::is_object) {
+            m.insert("labels".into(), json!({}));
+        }
+        m["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        if subresource != Some("finalize") {
+            // spec.finalizers changes only through /finalize.
+            if let Some(f) = old.pointer("/spec/finalizers") {
+                set_default(new, "/spec", json!({}));
+                new["spec"]["finalizers"] = f.clone();
+            }
+        }
+    }
+    default(res, new);
+}
+
+fn label_map_matches(selector: &Value, labels: &Value) -> bool {
+    apimachinery::labels::Selector::from_label_selector(selector)
+        .map(|s| {
+            let l = labels
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .unwrap_or_default();
+            s.matches(&l)
+        })
+        .unwrap_or(false)
+}
+
+fn validate_containers(path: &str, spec: &Value, causes: &mut Vec<Cause>) {
+    let containers = spec.get("containers").and_then(Value::as_array);
+    match containers {
+        None => causes.push(Cause::required(&format!("{path}.containers"), "")),
+        Some(cs) if cs.is_empty() => causes.push(Cause::required(&format!("{path}.containers"), "")),
+        Some(cs) => {
+            let mut seen = std::collections::HashSet::new();
+            for (i, c) in cs.iter().enumerate() {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                let field = format!("{path}.containers[{i}].name");
+                if name.is_empty() {
+                    causes.push(Cause::required(&field, ""));
+                } else if let Err(msgs) = apimachinery::validation::dns1123_label(name) {
+                    for m in msgs {
+                        causes.push(Cause::invalid(&field, &json!(name), &m));
+                    }
+                } else if !seen.insert(name.to_string()) {
+                    causes.push(Cause::duplicate(&field, &json!(name)));
+                }
+                if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    causes.push(Cause::required(&format!("{path}.containers[{i}].image"), ""));
+                }
+                if let Some(ports) = c.get("ports").and_then(Value::as_array) {
+                    for (j, p) in ports.iter().enumerate() {
+                        let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                        if !(1..=65535).contains(&port) {
+                            causes.push(Cause::invalid(
+                                &format!("{path}.containers[{i}].ports[{j}].containerPort"),
+                                &json!(port),
+                                "must be between 1 and 65535, inclusive",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Upstream's validation for the kinds that have more than metadata rules.
+pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    match (res.group, res.kind) {
+        ("", "Pod") => {
+            validate_containers("spec", obj.get("spec").unwrap_or(&Value::Null), &mut causes);
+        }
+        ("apps", "Deployment") | ("apps", "ReplicaSet") | ("apps", "StatefulSet") | ("apps", "DaemonSet") => {
+            match obj.pointer("/spec/selector") {
+                None => causes.push(Cause::required("spec.selector", "")),
+                Some(sel) => {
+                    let labels = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+                    if !label_map_matches(sel, &labels) {
+                        causes.push(Cause::invalid(
+                            "spec.template.metadata.labels",
+                            &labels,
+                            "`selector` does not match template `labels`",
+                        ));
+                    }
+                    if let Some(old) = old {
+                        if old.pointer("/spec/selector") != Some(sel) {
+                            causes.push(Cause::invalid("spec.selector", sel, "field is immutable"));
+                        }
+                    }
+                }
+            }
+            validate_containers(
+                "spec.template.spec",
+                obj.pointer("/spec/template/spec").unwrap_or(&Value::Null),
+                &mut causes,
+            );
+            if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
+                if r < 0 {
+                    causes.push(Cause::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
+                }
+            }
+        }
+        ("", "ConfigMap") | ("", "Secret") => {
+            for field in ["data", "binaryData"] {
+                if let Some(data) = obj.get(field).and_then(Value::as_object) {
+                    for k in data.keys() {
+                        let ok = !k.is_empty()
+                            && k.len() <= 253
+                            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+                        if !ok {
+                            causes.push(Cause::invalid(&format!("{field}[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
+                        }
+                    }
+                }
+            }
+            if let (Some(old), true) = (old, res.kind == "Secret") {
+                if old.get("type") != obj.get("type") {
+                    causes.push(Cause::invalid("type", obj.get("type").unwrap_or(&Value::Null), "field is immutable"));
+                }
+            }
+            if old.and_then(|o| o.get("immutable")).and_then(Value::as_bool) == Some(true)
+                && (old.and_then(|o| o.get("data")) != obj.get("data"))
+            {
+                causes.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
+            }
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(res.group, res.kind, objects::name(obj), causes))
+    }
+}
+
+/// Fields a field selector may name, beyond `metadata.name` and `metadata.namespace`.
+fn selectable(res: &Resource) -> &'static [&'static str] {
+    match (res.group, res.plural) {
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        ("", "events") | ("events.k8s.io", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "secrets") => &["type"],
+        ("", "nodes") => &["spec.unschedulable"],
+        ("", "namespaces") => &["status.phase"],
+        ("", "replicationcontrollers") => &["status.replicas"],
+        ("apps", "replicasets") => &["status.replicas"],
+        ("batch", "jobs") => &["status.successful"],
+        ("certificates.k8s.io", "certificatesigningrequests") => &["spec.signerName"],
+        _ => &[],
+    }
+}
+
+pub fn field_selectable(res: &Resource, field: &str) -> bool {
+    field == "metadata.name" || (field == "metadata.namespace" && res.namespaced) || selectable(res).contains(&field)
+}
+
+pub fn field(res: &Resource, obj: &Value, field: &str) -> String {
+    match field {
+        "source" if res.group.is_empty() => objects::field_value(obj, "source.component"),
+        "spec.unschedulable" | "spec.hostNetwork" => {
+            let v = objects::field_value(obj, field);
+            if v.is_empty() {
+                "false".into()
+            } else {
+                v
+            }
+        }
+        _ => objects::field_value(obj, field),
+    }
+}
+
+/// What a delete does to an object.
+pub enum Deletion {
+    Now,
+    /// Keep the object, written like this (with `deletionTimestamp`), until finalizers or the kubelet let go.
+    Mark(Value),
+}
+
+pub fn deletion(res: &Resource, obj: &Value, grace: Option<i64>) -> Deletion {
+    let has_finalizers = meta(obj).get("finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let mut marked = obj.clone();
+    let already = meta(obj).get("deletionTimestamp").is_some();
+    let is_ns = res.group.is_empty() && res.kind == "Namespace";
+    let pod_grace = if res.group.is_empty()
+        && res.kind == "Pod"
+        && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+    {
+        let g =
+            grace.or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)).unwrap_or(30);
+        (g > 0).then_some(g)
+    } else {
+        None
+    };
+    let ns_finalizers =
+        is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    if !has_finalizers && pod_grace.is_none() && !ns_finalizers {
+        return Deletion::Now;
+    }
+    if !already {
+        let when = match pod_grace {
+            Some(g) => {
+                let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(g);
+                let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+                t.format(&f).expect("timestamp")
+            }
+            None => objects::now(),
+        };
+        let m = meta_mut(&mut marked);
+        m.insert("deletionTimestamp".into(), json!(when));
+        m.insert("deletionGracePeriodSeconds".into(), json!(pod_grace.unwrap_or(0)));
+    } else if let Some(g) = pod_grace {
+        // A shorter grace period may replace a longer one, never the reverse.
+        let current = meta(obj).get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(g);
+        if g < current {
+            meta_mut(&mut marked).insert("deletionGracePeriodSeconds".into(), json!(g));
+        }
+    }
+    if is_ns {
+        marked["status"] = json!({"phase": "Terminating"});
+    }
+    Deletion::Mark(marked)
+}
+
+/// Whether an object marked for deletion may go once its finalizers are gone.
+pub fn deletable_now(res: &Resource, obj: &Value) -> bool {
+    !(res.group.is_empty()
+        && res.kind == "Pod"
+        && meta(obj).get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0)
+}
+
+pub fn returns_deleted_object(res: &Resource) -> bool {
+    res.group.is_empty() && matches!(res.kind, "Pod" | "Namespace")
+}

@@ -1,0 +1,318 @@
+//! kube-apiserver as a process, on both storage backends, driven by the real kubectl v1.35.
+
+use apiserver_storage::testing::{free_port, EtcdServer};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kubectl_bin() -> PathBuf {
+    let p = std::env::var_os("FERROKUBE_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/ferrokube-tools/bin/kubectl"));
+    assert!(p.exists(), "kubectl v1.35 not found at {} (e2e/install-tools.sh installs it)", p.display());
+    p
+}
+
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl Server {
+    fn start(backend_args: Vec<String>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut s = Server { child: spawn(dir.path(), port, &backend_args), dir, port, args: backend_args };
+        s.wait_ready();
+        std::fs::write(
+            s.kubeconfig(),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://127.0.0.1:{port}\n  name: t\ncontexts:\n- context:\n    cluster: t\n    user: t\n  name: t\ncurrent-context: t\nusers:\n- name: t\n  user:\n    token: unused\n"
+            ),
+        )
+        .unwrap();
+        let _ = &mut s;
+        s
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
+                panic!("kube-apiserver exited with {status}: {log}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                let kc = self.kubeconfig();
+                if kc.exists() {
+                    let out = Command::new(kubectl_bin())
+                        .args(["--kubeconfig", kc.to_str().unwrap(), "get", "--raw", "/readyz"])
+                        .output()
+                        .unwrap();
+                    if out.status.success() {
+                        return;
+                    }
+                } else {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "kube-apiserver not ready within 60s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path(), self.port, &self.args);
+        self.wait_ready();
+        // Ready also means the bootstrap finished.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.kubectl(&["get", "--raw", "/readyz"]).status.success() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(kubectl_bin())
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(!out.status.success(), "kubectl {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn file(&self, name: &str, body: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+}
+
+fn spawn(dir: &Path, port: u16, backend: &[String]) -> Child {
+    let log = std::fs::File::create(dir.join("apiserver.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
+        .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+        .arg("--cert-dir")
+        .arg(dir.join("certs"))
+        .args(backend)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("kube-apiserver starts")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const MANIFESTS: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: demo
+  labels: {app: web}
+data:
+  a: "1"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+"#;
+
+fn everyday_workflow(s: &Server) {
+    let v = s.ok(&["version"]);
+    assert!(v.contains("Server Version: v1.35.0+ferrokube"), "{v}");
+
+    let ns = s.ok(&["get", "ns"]);
+    let names: Vec<&str> = ns.lines().skip(1).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"], "{ns}");
+    assert!(ns.lines().next().unwrap().starts_with("NAME ") && ns.contains("Active"), "{ns}");
+
+    let f = s.file("app.yaml", MANIFESTS);
+    assert_eq!(s.ok(&["apply", "--validate=false", "-f", &f]), "configmap/demo created\ndeployment.apps/web created\n");
+    assert_eq!(
+        s.ok(&["apply", "--validate=false", "-f", &f]),
+        "configmap/demo unchanged\ndeployment.apps/web unchanged\n"
+    );
+
+    let table = s.ok(&["get", "cm", "demo"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"]);
+    assert!(table.lines().nth(1).unwrap().starts_with("demo   1 "), "{table}");
+    assert_eq!(s.ok(&["get", "cm", "demo", "-o", "jsonpath={.data.a}"]), "1");
+    assert_eq!(s.ok(&["get", "cm", "-o", "name"]), "configmap/demo\n");
+    let yaml = s.ok(&["get", "deploy", "web", "-o", "yaml"]);
+    for want in [
+        "generation: 1",
+        "revisionHistoryLimit: 10",
+        "type: RollingUpdate",
+        "imagePullPolicy: IfNotPresent",
+        "terminationMessagePath: /dev/termination-log",
+        "schedulerName: default-scheduler",
+    ] {
+        assert!(yaml.contains(want), "defaulted {want}: {yaml}");
+    }
+
+    assert_eq!(s.ok(&["label", "cm", "demo", "tier=front"]), "configmap/demo labeled\n");
+    assert_eq!(s.ok(&["annotate", "cm", "demo", "note=one"]), "configmap/demo annotated\n");
+    let err = s.fails(&["annotate", "cm", "demo", "note=two"]);
+    assert!(err.contains("--overwrite is false"), "{err}");
+    s.ok(&["annotate", "--overwrite", "cm", "demo", "note=two"]);
+    assert_eq!(s.ok(&["get", "cm", "-l", "tier=front", "-o", "name"]), "configmap/demo\n");
+    assert_eq!(s.ok(&["get", "cm", "-l", "tier notin (front)", "-o", "name"]), "");
+    assert_eq!(s.ok(&["get", "cm", "--field-selector", "metadata.name=demo", "-o", "name"]), "configmap/demo\n");
+    assert_eq!(s.ok(&["get", "cm", "demo", "-o", "jsonpath={.metadata.annotations.note}"]), "two");
+
+    assert_eq!(s.ok(&["scale", "deploy", "web", "--replicas=3"]), "deployment.apps/web scaled\n");
+    assert_eq!(s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]), "3 2");
+    s.ok(&["patch", "cm", "demo", "--type=merge", "-p", r#"{"data":{"b":"2"}}"#]);
+    s.ok(&["patch", "cm", "demo", "--type=json", "-p", r#"[{"op":"remove","path":"/data/a"}]"#]);
+    assert_eq!(s.ok(&["get", "cm", "demo", "-o", "jsonpath={.data}"]), r#"{"b":"2"}"#);
+    assert_eq!(
+        s.ok(&["get", "cm", "demo", "-o", "custom-columns=NAME:.metadata.name,B:.data.b"]),
+        "NAME   B\ndemo   2\n"
+    );
+
+    for i in 0..5 {
+        s.ok(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            &s.file(&format!("cm{i}.yaml"), &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: page-{i}\n")),
+        ]);
+    }
+    let paged = s.ok(&["get", "cm", "--chunk-size=2", "-o", "name"]);
+    assert_eq!(paged.lines().count(), 6, "{paged}");
+
+    // Errors carry upstream's Status.
+    let err = s.fails(&["get", "cm", "missing"]);
+    assert_eq!(err.trim(), r#"Error from server (NotFound): configmaps "missing" not found"#);
+    let bad = s.file("bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n");
+    let err = s.fails(&["apply", "--validate=false", "-f", &bad]);
+    assert!(err.contains(r#"The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#), "{err}");
+    let err = s.fails(&["apply", "--validate=false", "-n", "nope", "-f", &f]);
+    assert!(err.contains(r#"namespaces "nope" not found"#), "{err}");
+    let stale = s.ok(&["get", "cm", "demo", "-o", "json"]);
+    s.ok(&["label", "cm", "demo", "bump=1"]);
+    let err = {
+        let p = s.file("stale.json", &stale);
+        s.fails(&["replace", "--validate=false", "-f", &p])
+    };
+    assert!(
+        err.contains("the object has been modified; please apply your changes to the latest version and try again"),
+        "{err}"
+    );
+    let err = s.fails(&["get", "foos"]);
+    assert!(err.contains(r#"the server doesn't have a resource type "foos""#), "{err}");
+
+    // Watch sees a change made while it runs.
+    let mut watch = Command::new(kubectl_bin())
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["get", "cm", "-w", "--request-timeout=8s", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &s.file("w.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\n"),
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("configmap/demo") && seen.contains("configmap/watched"), "{seen}");
+
+    assert_eq!(
+        s.ok(&["delete", "-f", &f]),
+        "configmap \"demo\" deleted from default namespace\ndeployment.apps \"web\" deleted from default namespace\n"
+    );
+    assert!(s.fails(&["get", "deploy", "web"]).contains("NotFound"));
+    s.ok(&["delete", "cm", "-l", "app!=nothing", "--wait=false"]);
+    assert_eq!(s.ok(&["get", "cm", "-o", "name"]), "");
+}
+
+#[test]
+fn kubectl_workflow_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(vec!["--data-dir".into(), dir.path().join("data").display().to_string()]);
+    everyday_workflow(&s);
+    // Everything survives a restart, and resourceVersions keep increasing.
+    s.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &s.file("keep.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\ndata:\n  k: v\n"),
+    ]);
+    let rv: i64 = s.ok(&["get", "cm", "keep", "-o", "jsonpath={.metadata.resourceVersion}"]).parse().unwrap();
+    s.restart();
+    assert_eq!(s.ok(&["get", "cm", "keep", "-o", "jsonpath={.data.k}"]), "v");
+    s.ok(&["label", "cm", "keep", "after=restart"]);
+    let rv2: i64 = s.ok(&["get", "cm", "keep", "-o", "jsonpath={.metadata.resourceVersion}"]).parse().unwrap();
+    assert!(rv2 > rv);
+}
+
+#[test]
+fn kubectl_workflow_on_etcd() {
+    let etcd = EtcdServer::start();
+    let s = Server::start(vec!["--etcd-servers".into(), etcd.client_url.clone()]);
+    everyday_workflow(&s);
+    // Objects are where upstream keeps them.
+    s.ok(&["apply", "--validate=false", "-f", &s.file("d.yaml", MANIFESTS)]);
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.client_url, "get", "--prefix", "/registry/", "--keys-only"])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&out.stdout);
+    for k in
+        ["/registry/configmaps/default/demo", "/registry/deployments/default/web", "/registry/namespaces/kube-system"]
+    {
+        assert!(keys.lines().any(|l| l == k), "{k} in {keys}");
+    }
+}
