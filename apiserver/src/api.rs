@@ -37,6 +37,8 @@ pub struct Api {
     pub ready: AtomicBool,
     pub advertise: String,
     pub min_request_timeout: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub limits: crate::server::Limits,
 }
 
 #[derive(Default)]
@@ -176,8 +178,10 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
 }
 
 impl Api {
-    pub fn new(store: Arc<dyn Store>, advertise: String) -> Self {
+    pub fn new(store: Arc<dyn Store>, advertise: String, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Api {
+            metrics,
+            limits: crate::server::Limits::new(400, 200),
             store,
             registry: Registry::new(),
             caches: Mutex::new(HashMap::new()),

@@ -4,6 +4,7 @@
 mod api;
 mod discovery;
 mod flags;
+mod metrics;
 mod objects;
 mod registry;
 mod scale;
@@ -76,12 +77,15 @@ async fn run(flags: Flags) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}:{}: {e}", flags.bind_address, flags.secure_port))?;
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving securely");
 
+    let metrics = Arc::new(metrics::Metrics::new());
     let store = apiserver_storage::open(&storage).await.map_err(|e| e.to_string())?;
+    let store = metrics::MeteredStore::wrap(store, metrics.clone());
     tracing::info!(backend = store.backend_name(), "storage ready");
     tokio::spawn(apiserver_storage::run_compactor(store.clone(), compaction));
     let advertise = format!("{}:{}", flags.advertise_address.unwrap_or(flags.bind_address), flags.secure_port);
-    let mut api = Api::new(store, advertise);
+    let mut api = Api::new(store, advertise, metrics);
     api.min_request_timeout = std::time::Duration::from_secs(flags.min_request_timeout);
+    api.limits = server::Limits::new(flags.max_requests_inflight, flags.max_mutating_requests_inflight);
     let api = Arc::new(api);
     {
         let api = api.clone();

@@ -129,16 +129,118 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
     }
 }
 
+/// `--max-requests-inflight` and `--max-mutating-requests-inflight`: past them requests get 429 with
+/// `Retry-After`, as upstream's max-in-flight filter does. Watches are long-running and not counted.
+pub struct Limits {
+    readonly: Arc<tokio::sync::Semaphore>,
+    mutating: Arc<tokio::sync::Semaphore>,
+}
+
+impl Limits {
+    pub fn new(readonly: u32, mutating: u32) -> Self {
+        let sem = |n: u32| {
+            Arc::new(tokio::sync::Semaphore::new(if n == 0 { tokio::sync::Semaphore::MAX_PERMITS } else { n as usize }))
+        };
+        Limits { readonly: sem(readonly), mutating: sem(mutating) }
+    }
+}
+
+/// What the metrics and limits need to know about a request.
+struct RequestInfo {
+    verb: &'static str,
+    group: String,
+    version: String,
+    resource: String,
+    sub: String,
+    scope: &'static str,
+    dry_run: bool,
+    long_running: bool,
+    mutating: bool,
+}
+
+fn request_info(api: &Api, method: &Method, path: &str, q: &Query) -> Option<RequestInfo> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rr = resource_request(api, &segments).ok().flatten()?;
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method.as_str(), rr.name.is_some(), watch) {
+        ("GET", _, true) => "WATCH",
+        ("GET", false, false) => "LIST",
+        ("GET", true, false) => "GET",
+        ("POST", ..) => "POST",
+        ("PUT", ..) => "PUT",
+        ("PATCH", ..) => "PATCH",
+        ("DELETE", ..) => "DELETE",
+        _ => "OTHER",
+    };
+    let scope = match (rr.name.is_some(), rr.namespace.is_some()) {
+        (true, _) => "resource",
+        (false, true) => "namespace",
+        (false, false) => "cluster",
+    };
+    Some(RequestInfo {
+        verb,
+        group: rr.res.group.to_string(),
+        version: rr.res.version.to_string(),
+        resource: rr.res.plural.to_string(),
+        sub: rr.sub.clone().unwrap_or_default(),
+        scope,
+        dry_run: q.get("dryRun") == Some("All"),
+        long_running: verb == "WATCH",
+        mutating: matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE"),
+    })
+}
+
 /// Serves one request.
 pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let q = Query::parse(req.uri().query());
+    let info = request_info(&api, &method, &path, &q);
     let started = std::time::Instant::now();
-    let resp = match dispatch(&api, req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let long_running = info.as_ref().is_some_and(|i| i.long_running);
+    let sem = if info.as_ref().is_some_and(|i| i.mutating) { &api.limits.mutating } else { &api.limits.readonly };
+    let permit = if long_running { None } else { sem.clone().try_acquire_owned().ok() };
+    let resp = if !long_running && permit.is_none() {
+        error_response(&ApiError::too_many_requests(1))
+    } else {
+        match dispatch(&api, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
     };
+    drop(permit);
+    if let Some(i) = &info {
+        api.metrics.observe(
+            i.verb,
+            i.dry_run,
+            &i.group,
+            &i.version,
+            &i.resource,
+            &i.sub,
+            i.scope,
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
+    }
     tracing::debug!(%method, %path, code = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    resp
+}
+
+async fn metrics_response(api: &Api) -> Response<Body> {
+    let mut seen = std::collections::HashSet::new();
+    for r in &api.registry.resources {
+        if !seen.insert(r.storage_path()) {
+            continue;
+        }
+        let prefix = apiserver_storage::keys::list_prefix(&r.storage_path(), None);
+        if let Ok(n) = api.store.count(&prefix).await {
+            let label = if r.group.is_empty() { r.plural.to_string() } else { format!("{}.{}", r.plural, r.group) };
+            api.metrics.storage_objects.with_label_values(&[&label]).set(n);
+        }
+    }
+    let mut resp = text_response(StatusCode::OK, api.metrics.render());
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8".parse().expect("header"));
     resp
 }
 
@@ -153,8 +255,10 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
             return Ok(health(api, h, Some(&check.join("/")), &q).await)
         }
         ["version"] => return Ok(json_response(StatusCode::OK, &version_info(), Format::Json)),
+        ["metrics"] => return Ok(metrics_response(api).await),
         [] => {
-            let paths = json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]});
+            let paths =
+                json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/metrics", "/readyz", "/version"]});
             return Ok(json_response(StatusCode::OK, &paths, Format::Json));
         }
         _ => {}

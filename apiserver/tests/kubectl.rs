@@ -275,6 +275,23 @@ fn everyday_workflow(s: &Server) {
     assert!(s.fails(&["get", "deploy", "web"]).contains("NotFound"));
     s.ok(&["delete", "cm", "-l", "app!=nothing", "--wait=false"]);
     assert_eq!(s.ok(&["get", "cm", "-o", "name"]), "");
+
+    // Prometheus metrics with upstream's names and labels.
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for want in [
+        r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="namespace",subresource="",verb="LIST",version="v1"}"#,
+        r#"apiserver_request_total{code="201",component="apiserver",dry_run="",group="apps",resource="deployments",scope="namespace",subresource="",verb="POST",version="v1"}"#,
+        r#"apiserver_request_total{code="404",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"}"#,
+        r#"apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="",resource="configmaps",scope="namespace",subresource="",verb="LIST",version="v1",le="0.005"}"#,
+        r#"apiserver_storage_objects{resource="namespaces"} 4"#,
+        r#"apiserver_storage_objects{resource="configmaps"} 0"#,
+        r#"etcd_request_duration_seconds_count{operation="create",type="configmaps"}"#,
+    ] {
+        assert!(metrics.contains(want), "metrics lack {want}");
+    }
+    let verbose = s.ok(&["get", "--raw", "/readyz?verbose"]);
+    assert!(verbose.contains("[+]etcd ok") && verbose.ends_with("readyz check passed\n"), "{verbose}");
+    assert_eq!(s.ok(&["get", "--raw", "/livez/ping"]), "ok");
 }
 
 #[test]
