@@ -39,6 +39,7 @@ pub struct Api {
     pub min_request_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: crate::server::Limits,
+    pub openapi: apiserver_openapi::Spec,
 }
 
 #[derive(Default)]
@@ -179,11 +180,16 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
 
 impl Api {
     pub fn new(store: Arc<dyn Store>, advertise: String, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        let registry = Registry::new();
+        let rows: Vec<apiserver_openapi::ResourceRow> =
+            registry.resources.iter().map(|r| (r.group, r.version, r.kind, r.plural, r.namespaced)).collect();
+        let openapi = apiserver_openapi::Spec::build(&rows);
         Api {
+            openapi,
             metrics,
             limits: crate::server::Limits::new(400, 200),
             store,
-            registry: Registry::new(),
+            registry,
             caches: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             advertise,

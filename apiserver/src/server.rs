@@ -117,6 +117,46 @@ impl WithMessage for ApiError {
     }
 }
 
+/// `fieldValidation` (default `Warn`, as upstream): unknown fields fail the request under `Strict`, and
+/// come back as `Warning` headers under `Warn`.
+fn field_validation(api: &Api, rr: &ResourceRequest<'_>, obj: &Value, q: &Query) -> Result<Vec<String>, ApiError> {
+    let mode = q.get("fieldValidation").unwrap_or("Warn");
+    match mode {
+        "Ignore" => return Ok(Vec::new()),
+        "Warn" | "Strict" => {}
+        other => return Err(ApiError::bad_request(format!("fieldValidation parameter unsupported: {other}"))),
+    }
+    if rr.sub.is_some() {
+        return Ok(Vec::new());
+    }
+    let res = rr.res;
+    let unknown: Vec<String> = api
+        .openapi
+        .unknown_fields(res.group, res.version, res.kind, obj)
+        .into_iter()
+        .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
+        .collect();
+    if mode == "Strict" && !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", "),
+            kind = res.kind,
+            version = res.version
+        )));
+    }
+    Ok(unknown)
+}
+
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let value = format!("299 - {:?}", w);
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
 async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     let limited = Limited::new(body, api::MAX_BODY);
@@ -256,6 +296,13 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         }
         ["version"] => return Ok(json_response(StatusCode::OK, &version_info(), Format::Json)),
         ["metrics"] => return Ok(metrics_response(api).await),
+        ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &api.openapi.index(), Format::Json)),
+        ["openapi", "v3", rest @ ..] => {
+            return Ok(match api.openapi.group_version_doc(&rest.join("/")) {
+                Some(doc) => json_response(StatusCode::OK, doc, Format::Json),
+                None => text_response(StatusCode::NOT_FOUND, "404 page not found\n".into()),
+            })
+        }
         [] => {
             let paths =
                 json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/metrics", "/readyz", "/version"]});
@@ -311,8 +358,9 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         (Method::POST, false, None) => {
             let (parts, body) = read_body(req).await?;
             let obj = decode_body(&parts.headers, &body)?;
+            let warnings = field_validation(api, &rr, &obj, &q)?;
             let created = api.create(&rr, obj, &q).await?;
-            Ok(json_response(StatusCode::CREATED, &created, format))
+            Ok(with_warnings(json_response(StatusCode::CREATED, &created, format), &warnings))
         }
         (Method::POST, true, Some("binding")) => {
             let (parts, body) = read_body(req).await?;
@@ -332,13 +380,21 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         (Method::PUT, true, _) => {
             let (parts, body) = read_body(req).await?;
             let obj = decode_body(&parts.headers, &body)?;
+            let warnings = field_validation(api, &rr, &obj, &q)?;
             let updated = api.update(&rr, obj, &q).await?;
-            Ok(json_response(StatusCode::OK, &updated, format))
+            Ok(with_warnings(json_response(StatusCode::OK, &updated, format), &warnings))
         }
         (Method::PATCH, true, _) => {
             let (_, body) = read_body(req).await?;
+            let is_json_patch = headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|c| c.as_bytes().starts_with(b"application/json-patch"));
+            let warnings = match serde_json::from_slice::<Value>(&body) {
+                Ok(p) if !is_json_patch => field_validation(api, &rr, &p, &q)?,
+                _ => Vec::new(),
+            };
             let patched = api.patch(&rr, &headers, &body, &q).await?;
-            Ok(json_response(StatusCode::OK, &patched, format))
+            Ok(with_warnings(json_response(StatusCode::OK, &patched, format), &warnings))
         }
         (Method::DELETE, true, None) => {
             let (parts, body) = read_body(req).await?;

@@ -170,11 +170,8 @@ fn everyday_workflow(s: &Server) {
     assert!(ns.lines().next().unwrap().starts_with("NAME ") && ns.contains("Active"), "{ns}");
 
     let f = s.file("app.yaml", MANIFESTS);
-    assert_eq!(s.ok(&["apply", "--validate=false", "-f", &f]), "configmap/demo created\ndeployment.apps/web created\n");
-    assert_eq!(
-        s.ok(&["apply", "--validate=false", "-f", &f]),
-        "configmap/demo unchanged\ndeployment.apps/web unchanged\n"
-    );
+    assert_eq!(s.ok(&["apply", "-f", &f]), "configmap/demo created\ndeployment.apps/web created\n");
+    assert_eq!(s.ok(&["apply", "-f", &f]), "configmap/demo unchanged\ndeployment.apps/web unchanged\n");
 
     let table = s.ok(&["get", "cm", "demo"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
@@ -229,20 +226,55 @@ fn everyday_workflow(s: &Server) {
     let err = s.fails(&["get", "cm", "missing"]);
     assert_eq!(err.trim(), r#"Error from server (NotFound): configmaps "missing" not found"#);
     let bad = s.file("bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n");
-    let err = s.fails(&["apply", "--validate=false", "-f", &bad]);
+    let err = s.fails(&["apply", "-f", &bad]);
     assert!(err.contains(r#"The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#), "{err}");
-    let err = s.fails(&["apply", "--validate=false", "-n", "nope", "-f", &f]);
+    let err = s.fails(&["apply", "-n", "nope", "-f", &f]);
     assert!(err.contains(r#"namespaces "nope" not found"#), "{err}");
     let stale = s.ok(&["get", "cm", "demo", "-o", "json"]);
     s.ok(&["label", "cm", "demo", "bump=1"]);
     let err = {
         let p = s.file("stale.json", &stale);
-        s.fails(&["replace", "--validate=false", "-f", &p])
+        s.fails(&["replace", "-f", &p])
     };
     assert!(
         err.contains("the object has been modified; please apply your changes to the latest version and try again"),
         "{err}"
     );
+    // Unknown fields: refused under kubectl's default strict validation, warned about under --validate=warn.
+    let typo = s
+        .file("typo.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  nmae: x\ndatta:\n  a: \"1\"\n");
+    let err = s.fails(&["apply", "-f", &typo]);
+    assert!(
+        err.contains(r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "datta", unknown field "metadata.nmae""#),
+        "{err}"
+    );
+    let out = s.kubectl(&["apply", "--validate=warn", "-f", &typo]);
+    assert!(out.status.success());
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains(r#"Warning: unknown field "datta""#), "{warned}");
+    s.ok(&["delete", "cm", "typo"]);
+
+    // explain reads the OpenAPI v3 documents.
+    let explain = s.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(explain.contains("FIELD: strategy <DeploymentStrategy>"), "{explain}");
+    assert!(explain.contains("rollingUpdate\t<RollingUpdateDeployment>"), "{explain}");
+    let resources = s.ok(&["api-resources"]);
+    assert!(resources.lines().next().unwrap().starts_with("NAME "), "{resources}");
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["deployments", "deploy", "apps/v1", "true", "Deployment"]),
+        "{resources}"
+    );
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["namespaces", "ns", "v1", "false", "Namespace"]),
+        "{resources}"
+    );
+    assert!(s.ok(&["api-versions"]).lines().any(|l| l == "apps/v1"));
+
     let err = s.fails(&["get", "foos"]);
     assert!(err.contains(r#"the server doesn't have a resource type "foos""#), "{err}");
 
@@ -320,7 +352,7 @@ fn kubectl_workflow_on_etcd() {
     let s = Server::start(vec!["--etcd-servers".into(), etcd.client_url.clone()]);
     everyday_workflow(&s);
     // Objects are where upstream keeps them.
-    s.ok(&["apply", "--validate=false", "-f", &s.file("d.yaml", MANIFESTS)]);
+    s.ok(&["apply", "-f", &s.file("d.yaml", MANIFESTS)]);
     let out = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .args(["--endpoints", &etcd.client_url, "get", "--prefix", "/registry/", "--keys-only"])

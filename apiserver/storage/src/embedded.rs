@@ -32,6 +32,8 @@ const EVENT_RING: usize = 20_000;
 /// Rows a lagging watcher reads back from the file at a time.
 const CATCH_UP_PAGE: i64 = 1000;
 const READERS: usize = 4;
+/// How long `open` waits for another holder of the data directory to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kv (
@@ -142,10 +144,18 @@ impl EmbeddedStore {
             .write(true)
             .open(&lock_path)
             .map_err(|e| StoreError::DataFile { path: lock_path.display().to_string(), message: e.to_string() })?;
-        lock.try_lock().map_err(|_| StoreError::DataFile {
-            path: lock_path.display().to_string(),
-            message: "the data directory is in use by another process".into(),
-        })?;
+        // A store closed a moment ago may still be releasing the lock (its background threads let go of
+        // it on their next wake-up), so wait briefly before calling the directory taken.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        while lock.try_lock().is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::DataFile {
+                    path: lock_path.display().to_string(),
+                    message: "the data directory is in use by another process".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
 
         let path = dir.join(DB_FILE);
         let file_err = |message: String| StoreError::DataFile { path: path.display().to_string(), message };

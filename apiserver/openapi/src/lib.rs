@@ -1,0 +1,341 @@
+//! OpenAPI for the built-in API, generated from k8s-openapi's schemas (upstream's names and descriptions),
+//! and the schema walk behind `fieldValidation=Strict|Warn` (unknown fields).
+//!
+//! Kept in its own crate: k8s-openapi is large, and this way it is compiled once and cached.
+//!
+//! ```
+//! let spec = apiserver_openapi::Spec::build(&[("apps", "v1", "Deployment", "deployments", true)]);
+//! let doc = spec.group_version_doc("apis/apps/v1").unwrap();
+//! assert!(doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"].is_object());
+//! ```
+
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+macro_rules! types {
+    ($($g:literal $v:literal $k:literal => $t:ty),* $(,)?) => {
+        /// Adds the schema of a built-in kind to `gen`; returns its definition name, or `None` for a kind
+        /// this table does not know.
+        fn schema_for(gen: &mut SchemaGenerator, group: &str, version: &str, kind: &str) -> Option<String> {
+            use k8s_openapi::api::*;
+            use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+            match (group, version, kind) {
+                $(($g, $v, $k) => {
+                    gen.subschema_for::<$t>();
+                    Some(<$t as schemars::JsonSchema>::schema_name().into_owned())
+                })*
+                _ => None,
+            }
+        }
+    };
+}
+
+types! {
+    "" "v1" "Namespace" => core::v1::Namespace,
+    "" "v1" "ConfigMap" => core::v1::ConfigMap,
+    "" "v1" "Secret" => core::v1::Secret,
+    "" "v1" "ServiceAccount" => core::v1::ServiceAccount,
+    "" "v1" "Pod" => core::v1::Pod,
+    "" "v1" "Service" => core::v1::Service,
+    "" "v1" "Endpoints" => core::v1::Endpoints,
+    "" "v1" "Event" => core::v1::Event,
+    "" "v1" "Node" => core::v1::Node,
+    "" "v1" "PersistentVolume" => core::v1::PersistentVolume,
+    "" "v1" "PersistentVolumeClaim" => core::v1::PersistentVolumeClaim,
+    "" "v1" "LimitRange" => core::v1::LimitRange,
+    "" "v1" "ResourceQuota" => core::v1::ResourceQuota,
+    "" "v1" "ReplicationController" => core::v1::ReplicationController,
+    "" "v1" "PodTemplate" => core::v1::PodTemplate,
+    "apps" "v1" "Deployment" => apps::v1::Deployment,
+    "apps" "v1" "ReplicaSet" => apps::v1::ReplicaSet,
+    "apps" "v1" "StatefulSet" => apps::v1::StatefulSet,
+    "apps" "v1" "DaemonSet" => apps::v1::DaemonSet,
+    "apps" "v1" "ControllerRevision" => apps::v1::ControllerRevision,
+    "batch" "v1" "Job" => batch::v1::Job,
+    "batch" "v1" "CronJob" => batch::v1::CronJob,
+    "autoscaling" "v2" "HorizontalPodAutoscaler" => autoscaling::v2::HorizontalPodAutoscaler,
+    "coordination.k8s.io" "v1" "Lease" => coordination::v1::Lease,
+    "discovery.k8s.io" "v1" "EndpointSlice" => discovery::v1::EndpointSlice,
+    "networking.k8s.io" "v1" "NetworkPolicy" => networking::v1::NetworkPolicy,
+    "networking.k8s.io" "v1" "Ingress" => networking::v1::Ingress,
+    "networking.k8s.io" "v1" "IngressClass" => networking::v1::IngressClass,
+    "policy" "v1" "PodDisruptionBudget" => policy::v1::PodDisruptionBudget,
+    "rbac.authorization.k8s.io" "v1" "Role" => rbac::v1::Role,
+    "rbac.authorization.k8s.io" "v1" "RoleBinding" => rbac::v1::RoleBinding,
+    "rbac.authorization.k8s.io" "v1" "ClusterRole" => rbac::v1::ClusterRole,
+    "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding,
+    "scheduling.k8s.io" "v1" "PriorityClass" => scheduling::v1::PriorityClass,
+    "storage.k8s.io" "v1" "StorageClass" => storage::v1::StorageClass,
+    "storage.k8s.io" "v1" "CSIDriver" => storage::v1::CSIDriver,
+    "storage.k8s.io" "v1" "CSINode" => storage::v1::CSINode,
+    "storage.k8s.io" "v1" "VolumeAttachment" => storage::v1::VolumeAttachment,
+    "node.k8s.io" "v1" "RuntimeClass" => node::v1::RuntimeClass,
+    "certificates.k8s.io" "v1" "CertificateSigningRequest" => certificates::v1::CertificateSigningRequest,
+    "admissionregistration.k8s.io" "v1" "MutatingWebhookConfiguration" => admissionregistration::v1::MutatingWebhookConfiguration,
+    "admissionregistration.k8s.io" "v1" "ValidatingWebhookConfiguration" => admissionregistration::v1::ValidatingWebhookConfiguration,
+    "apiextensions.k8s.io" "v1" "CustomResourceDefinition" => apiextensions::v1::CustomResourceDefinition,
+    "flowcontrol.apiserver.k8s.io" "v1" "FlowSchema" => flowcontrol::v1::FlowSchema,
+    "flowcontrol.apiserver.k8s.io" "v1" "PriorityLevelConfiguration" => flowcontrol::v1::PriorityLevelConfiguration,
+    "events.k8s.io" "v1" "Event" => events::v1::Event,
+}
+
+/// One served resource: (group, version, kind, plural, namespaced).
+pub type ResourceRow<'a> = (&'a str, &'a str, &'a str, &'a str, bool);
+
+/// The OpenAPI v3 documents of every group-version, and the schemas the validator walks.
+pub struct Spec {
+    /// `api/v1`, `apis/apps/v1` -> document.
+    docs: BTreeMap<String, Value>,
+    /// (group, version, kind) -> (group-version path, definition name).
+    kinds: BTreeMap<(String, String, String), (String, String)>,
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+fn param(name: &str, location: &str, description: &str) -> Value {
+    json!({"name": name, "in": location, "description": description, "schema": {"type": "string", "uniqueItems": true}})
+}
+
+fn gvk_ext(group: &str, version: &str, kind: &str) -> Value {
+    json!([{"group": group, "version": version, "kind": kind}])
+}
+
+impl Spec {
+    pub fn build(resources: &[ResourceRow<'_>]) -> Spec {
+        let mut by_gv: BTreeMap<String, Vec<&ResourceRow<'_>>> = BTreeMap::new();
+        for r in resources {
+            by_gv.entry(gv_path(r.0, r.1)).or_default().push(r);
+        }
+        let mut docs = BTreeMap::new();
+        let mut kinds = BTreeMap::new();
+        for (path, rows) in by_gv {
+            let mut settings = SchemaSettings::openapi3();
+            settings.definitions_path = "/components/schemas".into();
+            let mut gen = settings.into_generator();
+            let mut paths = Map::new();
+            let mut named = Vec::new();
+            for (group, version, kind, plural, namespaced) in rows.iter().copied().copied() {
+                let Some(def) = schema_for(&mut gen, group, version, kind) else { continue };
+                kinds.insert((group.to_string(), version.to_string(), kind.to_string()), (path.clone(), def.clone()));
+                named.push((def.clone(), group, version, kind));
+                let item = if namespaced {
+                    format!("/{path}/namespaces/{{namespace}}/{plural}/{{name}}")
+                } else {
+                    format!("/{path}/{plural}/{{name}}")
+                };
+                let ext = gvk_ext(group, version, kind);
+                let body_ref = json!({"$ref": format!("#/components/schemas/{def}")});
+                let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": body_ref}}}});
+                let write_params = json!([
+                    param("dryRun", "query", "When present, indicates that modifications should not be persisted."),
+                    param("fieldManager", "query", "fieldManager is a name associated with the actor or entity that is making these changes."),
+                    param("fieldValidation", "query", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict"),
+                ]);
+                let op = |verb: &str, action: &str, writes: bool| {
+                    let mut o = json!({
+                        "description": format!("{verb} the specified {kind}"),
+                        "operationId": format!("{action}{kind}"),
+                        "responses": ok,
+                        "x-kubernetes-action": action,
+                        "x-kubernetes-group-version-kind": ext[0],
+                    });
+                    if writes {
+                        o["parameters"] = write_params.clone();
+                    }
+                    o
+                };
+                let mut params = vec![param("name", "path", &format!("name of the {kind}"))];
+                if namespaced {
+                    params.push(param(
+                        "namespace",
+                        "path",
+                        "object name and auth scope, such as for teams and projects",
+                    ));
+                }
+                let item_path = item.clone();
+                paths.insert(
+                    item,
+                    json!({
+                        "get": op("read", "get", false),
+                        "put": op("replace", "put", true),
+                        "patch": op("partially update", "patch", true),
+                        "delete": op("delete", "delete", false),
+                        "parameters": params,
+                    }),
+                );
+                let collection = item_path.rsplit_once('/').map(|(c, _)| c.to_string()).unwrap_or_default();
+                let mut coll_params = Vec::new();
+                if namespaced {
+                    coll_params.push(param(
+                        "namespace",
+                        "path",
+                        "object name and auth scope, such as for teams and projects",
+                    ));
+                }
+                paths.insert(
+                    collection,
+                    json!({
+                        "get": op("list or watch objects of kind", "list", false),
+                        "post": op("create a", "post", true),
+                        "parameters": coll_params,
+                    }),
+                );
+            }
+            let mut schemas: Map<String, Value> =
+                gen.definitions().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for (def, group, version, kind) in named {
+                if let Some(Value::Object(s)) = schemas.get_mut(&def) {
+                    s.insert("x-kubernetes-group-version-kind".into(), gvk_ext(group, version, kind));
+                }
+            }
+            let title = "Kubernetes";
+            docs.insert(
+                path,
+                json!({
+                    "openapi": "3.0.0",
+                    "info": {"title": title, "version": "v1.35.0"},
+                    "paths": paths,
+                    "components": {"schemas": schemas, "securitySchemes": {"BearerToken": {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"}}},
+                }),
+            );
+        }
+        Spec { docs, kinds }
+    }
+
+    /// The `/openapi/v3` index: every group-version document with a hash that changes with its content.
+    pub fn index(&self) -> Value {
+        let paths: Map<String, Value> = self
+            .docs
+            .iter()
+            .map(|(p, doc)| {
+                let hash = fnv(&serde_json::to_vec(doc).unwrap_or_default());
+                (p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash:016X}")}))
+            })
+            .collect();
+        json!({"paths": paths})
+    }
+
+    /// `/openapi/v3/<path>`.
+    pub fn group_version_doc(&self, path: &str) -> Option<&Value> {
+        self.docs.get(path)
+    }
+
+    /// Fields of `obj` that the kind's schema does not declare, as JSON paths (`.spec.foo`), for
+    /// `fieldValidation`. Kinds without a schema report nothing.
+    pub fn unknown_fields(&self, group: &str, version: &str, kind: &str, obj: &Value) -> Vec<String> {
+        let Some((path, def)) = self.kinds.get(&(group.to_string(), version.to_string(), kind.to_string())) else {
+            return Vec::new();
+        };
+        let Some(schemas) = self.docs.get(path).and_then(|d| d.pointer("/components/schemas")) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        walk(schemas, &json!({"$ref": format!("#/components/schemas/{def}")}), obj, String::new(), &mut out, 0);
+        out
+    }
+}
+
+fn resolve<'a>(schemas: &'a Value, schema: &'a Value) -> &'a Value {
+    let mut s = schema;
+    for _ in 0..8 {
+        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            let name = r.rsplit('/').next().unwrap_or("");
+            match schemas.get(name) {
+                Some(next) => s = next,
+                None => return s,
+            }
+        } else if let Some(first) = s.get("allOf").and_then(Value::as_array).and_then(|a| a.first()) {
+            s = first;
+        } else {
+            return s;
+        }
+    }
+    s
+}
+
+fn walk(schemas: &Value, schema: &Value, value: &Value, at: String, out: &mut Vec<String>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let s = resolve(schemas, schema);
+    match value {
+        Value::Object(fields) => {
+            if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                for (k, v) in fields {
+                    match props.get(k) {
+                        Some(p) => walk(schemas, p, v, format!("{at}.{k}"), out, depth + 1),
+                        None => out.push(format!("{at}.{k}")),
+                    }
+                }
+            } else if let Some(extra) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, v) in fields {
+                    walk(schemas, extra, v, format!("{at}.{k}"), out, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = s.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    walk(schemas, item, v, format!("{at}[{i}]"), out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec::build(&[("", "v1", "ConfigMap", "configmaps", true), ("apps", "v1", "Deployment", "deployments", true)])
+    }
+
+    #[test]
+    fn documents_carry_gvk_and_field_validation() {
+        let s = spec();
+        let idx = s.index();
+        assert!(idx["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
+        let doc = s.group_version_doc("apis/apps/v1").unwrap();
+        let dep = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(dep["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
+        let item = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
+        assert_eq!(item["patch"]["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+        // kubectl looks for the parameter on the PATCH operation itself.
+        assert!(item["patch"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
+        assert!(doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["post"].is_object());
+        assert!(doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentStrategy"]["properties"]["rollingUpdate"]
+            .is_object());
+    }
+
+    #[test]
+    fn unknown_fields_are_found_at_any_depth() {
+        let s = spec();
+        let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "y"}}, "data": {"k": "v"}});
+        assert!(s.unknown_fields("", "v1", "ConfigMap", &ok).is_empty());
+        let bad = json!({"metadata": {"name": "a", "nmae": "typo"}, "spec": {}});
+        assert_eq!(s.unknown_fields("", "v1", "ConfigMap", &bad), vec![".metadata.nmae", ".spec"]);
+        let dep =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i", "imagePolicy": "x"}]}}}});
+        assert_eq!(
+            s.unknown_fields("apps", "v1", "Deployment", &dep),
+            vec![".spec.template.spec.containers[0].imagePolicy"]
+        );
+    }
+}
