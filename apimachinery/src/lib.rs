@@ -11,6 +11,7 @@
 pub mod fields;
 pub mod labels;
 pub mod status;
+pub mod strategicpatch;
 pub mod validation;
 
 pub use status::{ApiError, Cause, GroupResource};

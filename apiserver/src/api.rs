@@ -482,7 +482,12 @@ impl Api {
         loop {
             let (old, rev) = self.read(rr, &name).await?;
             let mut new = old.clone();
-            apply_patch(&kind, &mut new, &patch).map_err(|message| {
+            let meta = self.openapi.patch_meta(rr.res.group, rr.res.version, rr.res.kind);
+            let meta: &dyn apimachinery::strategicpatch::PatchMeta = match &meta {
+                Some(m) => m,
+                None => &apimachinery::strategicpatch::NoMeta,
+            };
+            apply_patch(&kind, &mut new, &patch, meta).map_err(|message| {
                 ApiError::invalid(
                     rr.res.group,
                     rr.res.kind,
@@ -707,13 +712,20 @@ impl Api {
     }
 }
 
-/// Applies a JSON patch or a merge patch (strategic merge patches are applied as merge patches for now:
-/// lists are replaced rather than merged by key) to `target`.
-pub fn apply_patch(content_type: &str, target: &mut Value, patch: &Value) -> Result<(), String> {
+/// Applies a JSON patch, a JSON merge patch, or a strategic merge patch (with `meta`'s merge keys) to
+/// `target`.
+pub fn apply_patch(
+    content_type: &str,
+    target: &mut Value,
+    patch: &Value,
+    meta: &dyn apimachinery::strategicpatch::PatchMeta,
+) -> Result<(), String> {
     if content_type == "application/json-patch+json" {
         let p: json_patch::Patch =
             serde_json::from_value(patch.clone()).map_err(|e| format!("error decoding JSON patch: {e}"))?;
         json_patch::patch(target, &p).map_err(|e| e.to_string())
+    } else if content_type == "application/strategic-merge-patch+json" {
+        apimachinery::strategicpatch::apply(target, patch, meta).map_err(|e| e.to_string())
     } else if patch.is_object() {
         json_patch::merge(target, patch);
         Ok(())

@@ -59,7 +59,8 @@ pub async fn update_scale(
     if ct.ends_with("patch+json") {
         let patch: Value =
             serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-        crate::api::apply_patch(ct, &mut scale, &patch).map_err(ApiError::bad_request)?;
+        crate::api::apply_patch(ct, &mut scale, &patch, &apimachinery::strategicpatch::NoMeta)
+            .map_err(ApiError::bad_request)?;
     } else {
         scale = decode_body(headers, body)?;
     }

@@ -201,8 +201,41 @@ fn everyday_workflow(s: &Server) {
     assert_eq!(s.ok(&["get", "cm", "--field-selector", "metadata.name=demo", "-o", "name"]), "configmap/demo\n");
     assert_eq!(s.ok(&["get", "cm", "demo", "-o", "jsonpath={.metadata.annotations.note}"]), "two");
 
+    // Strategic merge patches merge containers by name: set image, apply and edit keep the rest.
+    let two = MANIFESTS.replace(
+        "        image: busybox:1.36\n",
+        "        image: busybox:1.36\n        ports:\n        - containerPort: 80\n      - name: side\n        image: side:1\n        env:\n        - name: A\n          value: \"1\"\n",
+    );
+    s.ok(&["apply", "-f", &s.file("two.yaml", &two)]);
+    assert_eq!(s.ok(&["set", "image", "deploy/web", "web=busybox:1.37"]), "deployment.apps/web image updated\n");
+    let got = |path: &str| s.ok(&["get", "deploy", "web", "-o", &format!("jsonpath={path}")]);
+    assert_eq!(got("{.spec.template.spec.containers[*].image}"), "busybox:1.37 side:1");
+    assert_eq!(got("{.spec.template.spec.containers[0].ports[0].containerPort}"), "80");
+    let edited = two.replace("value: \"1\"", "value: \"2\"");
+    s.ok(&["apply", "-f", &s.file("two.yaml", &edited)]);
+    assert_eq!(got("{.spec.template.spec.containers[1].env[0].value}"), "2");
+    assert_eq!(
+        got("{.spec.template.spec.containers[0].image}"),
+        "busybox:1.36",
+        "apply sets what the file says (three-way merge)"
+    );
+    assert_eq!(got("{.spec.template.spec.containers[0].ports[0].containerPort}"), "80");
+    let editor = s.file("editor.sh", "#!/bin/sh\nsed -i 's/image: side:1/image: side:2/' \"$1\"\n");
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(kubectl_bin())
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["edit", "deploy/web"])
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "deployment.apps/web edited\n");
+    assert_eq!(got("{.spec.template.spec.containers[*].image}"), "busybox:1.36 side:2");
+    assert_eq!(got("{.spec.template.spec.containers[0].ports[0].containerPort}"), "80");
+
     assert_eq!(s.ok(&["scale", "deploy", "web", "--replicas=3"]), "deployment.apps/web scaled\n");
-    assert_eq!(s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]), "3 2");
+    assert_eq!(s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]), "3 6");
     s.ok(&["patch", "cm", "demo", "--type=merge", "-p", r#"{"data":{"b":"2"}}"#]);
     s.ok(&["patch", "cm", "demo", "--type=json", "-p", r#"[{"op":"remove","path":"/data/a"}]"#]);
     assert_eq!(s.ok(&["get", "cm", "demo", "-o", "jsonpath={.data}"]), r#"{"b":"2"}"#);

@@ -80,6 +80,119 @@ types! {
     "events.k8s.io" "v1" "Event" => events::v1::Event,
 }
 
+/// Upstream's patch strategies (`patchStrategy`, `patchMergeKey` in the API types): (definition, field,
+/// strategy, merge key). Lists not named here are replaced by a strategic merge patch.
+const PATCH_STRATEGIES: &[(&str, &str, &str, Option<&str>)] = &[
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers", "merge", None),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "merge", Some("uid")),
+    ("io.k8s.api.core.v1.PodSpec", "volumes", "merge,retainKeys", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "initContainers", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "containers", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "hostAliases", "merge", Some("ip")),
+    ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "merge", Some("topologyKey")),
+    ("io.k8s.api.core.v1.PodSpec", "resourceClaims", "merge,retainKeys", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", "merge", Some("name")),
+    ("io.k8s.api.core.v1.Container", "ports", "merge", Some("containerPort")),
+    ("io.k8s.api.core.v1.Container", "env", "merge", Some("name")),
+    ("io.k8s.api.core.v1.Container", "volumeMounts", "merge", Some("mountPath")),
+    ("io.k8s.api.core.v1.Container", "volumeDevices", "merge", Some("devicePath")),
+    ("io.k8s.api.core.v1.EphemeralContainer", "env", "merge", Some("name")),
+    ("io.k8s.api.core.v1.EphemeralContainer", "volumeMounts", "merge", Some("mountPath")),
+    ("io.k8s.api.core.v1.EphemeralContainer", "volumeDevices", "merge", Some("devicePath")),
+    ("io.k8s.api.core.v1.PodStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.core.v1.PodStatus", "podIPs", "merge", Some("ip")),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", "merge", Some("port")),
+    ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", "merge", None),
+    ("io.k8s.api.core.v1.NodeStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.core.v1.NodeStatus", "addresses", "merge", Some("type")),
+    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.core.v1.ReplicationControllerStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", "retainKeys", None),
+    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.DaemonSetSpec", "updateStrategy", "retainKeys", None),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus", "conditions", "merge", Some("type")),
+];
+
+fn patch_strategy(def: &str, field: &str) -> Option<(&'static str, Option<&'static str>)> {
+    PATCH_STRATEGIES.iter().find(|(d, f, _, _)| *d == def && *f == field).map(|(_, _, s, k)| (*s, *k))
+}
+
+/// Strategic-merge-patch metadata read off the schemas and [`PATCH_STRATEGIES`].
+pub struct SchemaPatchMeta<'a> {
+    schemas: &'a Value,
+    schema: &'a Value,
+    def: Option<&'a str>,
+}
+
+impl<'a> SchemaPatchMeta<'a> {
+    /// Follows `$ref`s, remembering the last definition name.
+    fn at(schemas: &'a Value, mut schema: &'a Value, mut def: Option<&'a str>) -> Self {
+        for _ in 0..8 {
+            let next = schema
+                .get("$ref")
+                .or_else(|| schema.get("allOf").and_then(|a| a.get(0)).and_then(|f| f.get("$ref")))
+                .and_then(Value::as_str);
+            let Some(r) = next else { break };
+            let name = r.rsplit('/').next().unwrap_or("");
+            match schemas.get(name) {
+                Some(s) => {
+                    schema = s;
+                    def = Some(
+                        schemas
+                            .as_object()
+                            .and_then(|m| m.get_key_value(name))
+                            .map(|(k, _)| k.as_str())
+                            .unwrap_or(name),
+                    );
+                }
+                None => break,
+            }
+        }
+        SchemaPatchMeta { schemas, schema, def }
+    }
+}
+
+impl apimachinery::strategicpatch::PatchMeta for SchemaPatchMeta<'_> {
+    fn field(
+        &self,
+        name: &str,
+    ) -> (apimachinery::strategicpatch::FieldStrategy, Option<Box<dyn apimachinery::strategicpatch::PatchMeta + '_>>)
+    {
+        let strategy = self
+            .def
+            .and_then(|d| patch_strategy(d, name))
+            .map(|(s, k)| apimachinery::strategicpatch::FieldStrategy {
+                merge: s.contains("merge"),
+                merge_key: k.map(String::from),
+            })
+            .unwrap_or_default();
+        let child = match self.schema.get("properties").and_then(|p| p.get(name)) {
+            Some(prop) => {
+                let resolved = SchemaPatchMeta::at(self.schemas, prop, None);
+                // A list's metadata is that of its elements.
+                match resolved.schema.get("items") {
+                    Some(items) => Some(SchemaPatchMeta::at(self.schemas, items, None)),
+                    None => Some(resolved),
+                }
+            }
+            None => self
+                .schema
+                .get("additionalProperties")
+                .filter(|a| a.is_object())
+                .map(|a| SchemaPatchMeta::at(self.schemas, a, None)),
+        };
+        (strategy, child.map(|c| Box::new(c) as Box<dyn apimachinery::strategicpatch::PatchMeta + '_>))
+    }
+}
+
 /// One served resource: (group, version, kind, plural, namespaced).
 pub type ResourceRow<'a> = (&'a str, &'a str, &'a str, &'a str, bool);
 
@@ -190,6 +303,17 @@ impl Spec {
             }
             let mut schemas: Map<String, Value> =
                 gen.definitions().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            // Upstream's patch extensions on the fields that have them.
+            for (def, field, strategy, key) in PATCH_STRATEGIES {
+                if let Some(Value::Object(prop)) =
+                    schemas.get_mut(*def).and_then(|s| s.pointer_mut(&format!("/properties/{field}")))
+                {
+                    prop.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+                    if let Some(k) = key {
+                        prop.insert("x-kubernetes-patch-merge-key".into(), json!(k));
+                    }
+                }
+            }
             for (def, group, version, kind) in named {
                 if let Some(Value::Object(s)) = schemas.get_mut(&def) {
                     s.insert("x-kubernetes-group-version-kind".into(), gvk_ext(group, version, kind));
@@ -225,6 +349,14 @@ impl Spec {
     /// `/openapi/v3/<path>`.
     pub fn group_version_doc(&self, path: &str) -> Option<&Value> {
         self.docs.get(path)
+    }
+
+    /// Strategic-merge-patch metadata for a kind (`None` for kinds without a schema: plain merge).
+    pub fn patch_meta(&self, group: &str, version: &str, kind: &str) -> Option<SchemaPatchMeta<'_>> {
+        let (path, def) = self.kinds.get(&(group.to_string(), version.to_string(), kind.to_string()))?;
+        let schemas = self.docs.get(path)?.pointer("/components/schemas")?;
+        let (name, schema) = schemas.as_object()?.get_key_value(def.as_str())?;
+        Some(SchemaPatchMeta { schemas, schema, def: Some(name.as_str()) })
     }
 
     /// Fields of `obj` that the kind's schema does not declare, as JSON paths (`.spec.foo`), for
@@ -268,7 +400,8 @@ fn walk(schemas: &Value, schema: &Value, value: &Value, at: String, out: &mut Ve
     match value {
         Value::Object(fields) => {
             if let Some(props) = s.get("properties").and_then(Value::as_object) {
-                for (k, v) in fields {
+                // `$patch`, `$setElementOrder/...` and friends are strategic-merge directives, not fields.
+                for (k, v) in fields.iter().filter(|(k, _)| !k.starts_with('$')) {
                     match props.get(k) {
                         Some(p) => walk(schemas, p, v, format!("{at}.{k}"), out, depth + 1),
                         None => out.push(format!("{at}.{k}")),
@@ -322,6 +455,25 @@ mod tests {
         assert!(doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["post"].is_object());
         assert!(doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentStrategy"]["properties"]["rollingUpdate"]
             .is_object());
+    }
+
+    #[test]
+    fn strategic_patch_uses_upstream_merge_keys() {
+        let s = spec();
+        let meta = s.patch_meta("apps", "v1", "Deployment").unwrap();
+        let mut dep = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "image": "a", "ports": [{"containerPort": 80}]},
+            {"name": "side", "image": "s"}
+        ]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "b"}]}}}});
+        apimachinery::strategicpatch::apply(&mut dep, &patch, &meta).unwrap();
+        let cs = &dep["spec"]["template"]["spec"]["containers"];
+        assert_eq!(cs[0], json!({"name": "web", "image": "b", "ports": [{"containerPort": 80}]}));
+        assert_eq!(cs[1]["name"], "side");
+        let doc = s.group_version_doc("apis/apps/v1").unwrap();
+        let containers = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
     }
 
     #[test]

@@ -384,38 +384,47 @@ async fn watch_cache_serves_lists_and_watches(s: Arc<dyn Store>) {
 
 async fn watch_cache_slow_watcher_does_not_block_others(s: Arc<dyn Store>) {
     use apiserver_storage::{WatchCache, WatchCacheOptions, WatchStart};
+    use std::sync::atomic::{AtomicI64, Ordering};
     let cache = WatchCache::new(s.clone(), "/pods/", WatchCacheOptions { watcher_buffer: 8, ..Default::default() });
     let mut slow = cache.watch("/pods/", true, WatchStart::Now).await.unwrap();
-    let mut fast = Vec::new();
-    for _ in 0..20 {
-        fast.push(cache.watch("/pods/", true, WatchStart::Now).await.unwrap());
-    }
     let total = 40;
-    let readers: Vec<_> = fast
-        .into_iter()
-        .map(|mut w| {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                while got.len() < total {
-                    let e = tokio::time::timeout(Duration::from_secs(20), w.next()).await.unwrap().unwrap().unwrap();
-                    got.push(e.revision());
-                }
-                got
-            })
-        })
-        .collect();
+    // Fast watchers report the last revision they saw; the writer waits for all of them before the next
+    // write, so they never fall behind, while the slow watcher never reads at all. If the slow watcher
+    // held up delivery, the fast ones would stall and the wait below would time out.
+    let mut progress = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..20 {
+        let mut w = cache.watch("/pods/", true, WatchStart::Now).await.unwrap();
+        let seen = Arc::new(AtomicI64::new(0));
+        progress.push(seen.clone());
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < total {
+                let e = tokio::time::timeout(Duration::from_secs(20), w.next()).await.unwrap().unwrap().unwrap();
+                got.push(e.revision());
+                seen.store(e.revision(), Ordering::SeqCst);
+            }
+            got
+        }));
+    }
     let mut revs = Vec::new();
     for i in 0..total {
-        revs.push(s.create(&format!("/pods/ns/p{i}"), v("x"), None).await.unwrap().mod_revision);
+        let rev = s.create(&format!("/pods/ns/p{i}"), v("x"), None).await.unwrap().mod_revision;
+        revs.push(rev);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while progress.iter().any(|p| p.load(Ordering::SeqCst) < rev) {
+            assert!(std::time::Instant::now() < deadline, "fast watchers stalled at event {i}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
     for r in readers {
         assert_eq!(r.await.unwrap(), revs, "every fast watcher got every event in order");
     }
     // The slow watcher gets what fit in its buffer, then an error, never a silent gap.
-    let mut delivered = 0;
+    let mut delivered = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(5), slow.next()).await.unwrap() {
-            Some(Ok(_)) => delivered += 1,
+            Some(Ok(e)) => delivered.push(e.revision()),
             Some(Err(e)) => {
                 assert!(matches!(e, StoreError::WatcherTooSlow), "{e:?}");
                 break;
@@ -423,7 +432,7 @@ async fn watch_cache_slow_watcher_does_not_block_others(s: Arc<dyn Store>) {
             None => panic!("slow watcher ended without an error"),
         }
     }
-    assert!(delivered < total);
+    assert_eq!(delivered, revs[..8], "the buffered events, then the error");
 }
 
 async fn periodic_compactor_compacts_one_interval_behind(s: Arc<dyn Store>) {
