@@ -3,20 +3,6 @@
 
 use apimachinery::GroupResource;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Columns {
-    /// NAME, AGE.
-    Default,
-    /// NAME, STATUS, AGE.
-    Namespace,
-    /// NAME, DATA, AGE.
-    ConfigMap,
-    /// NAME, TYPE, DATA, AGE.
-    Secret,
-    /// NAME, SECRETS, AGE.
-    ServiceAccount,
-}
-
 #[derive(Clone, Debug)]
 pub struct Resource {
     pub group: &'static str,
@@ -30,7 +16,6 @@ pub struct Resource {
     pub subresources: &'static [&'static str],
     /// The group/resource whose storage this one shares (events.k8s.io events live with core events).
     pub storage: (&'static str, &'static str),
-    pub columns: Columns,
 }
 
 impl Resource {
@@ -60,9 +45,9 @@ const ALL: &[&str] = &["all"];
 
 macro_rules! r {
     ($g:expr, $v:expr, $kind:expr, $plural:expr, $singular:expr, [$($short:expr),*], $ns:expr) => {
-        r!($g, $v, $kind, $plural, $singular, [$($short),*], $ns, &[], &[], Columns::Default)
+        r!($g, $v, $kind, $plural, $singular, [$($short),*], $ns, &[], &[])
     };
-    ($g:expr, $v:expr, $kind:expr, $plural:expr, $singular:expr, [$($short:expr),*], $ns:expr, $cat:expr, $sub:expr, $cols:expr) => {
+    ($g:expr, $v:expr, $kind:expr, $plural:expr, $singular:expr, [$($short:expr),*], $ns:expr, $cat:expr, $sub:expr) => {
         Resource {
             group: $g,
             version: $v,
@@ -74,7 +59,6 @@ macro_rules! r {
             categories: $cat,
             subresources: $sub,
             storage: ($g, $plural),
-            columns: $cols,
         }
     };
 }
@@ -84,32 +68,10 @@ pub fn builtin() -> Vec<Resource> {
     let scale: &[&str] = &["status", "scale"];
     let mut v = vec![
         // core/v1
-        r!(
-            "",
-            "v1",
-            "Namespace",
-            "namespaces",
-            "namespace",
-            ["ns"],
-            false,
-            &[],
-            &["status", "finalize"],
-            Columns::Namespace
-        ),
-        r!("", "v1", "ConfigMap", "configmaps", "configmap", ["cm"], true, &[], &[], Columns::ConfigMap),
-        r!("", "v1", "Secret", "secrets", "secret", [], true, &[], &[], Columns::Secret),
-        r!(
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            "serviceaccount",
-            ["sa"],
-            true,
-            &[],
-            &["token"],
-            Columns::ServiceAccount
-        ),
+        r!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], false, &[], &["status", "finalize"]),
+        r!("", "v1", "ConfigMap", "configmaps", "configmap", ["cm"], true, &[], &[]),
+        r!("", "v1", "Secret", "secrets", "secret", [], true, &[], &[]),
+        r!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", ["sa"], true, &[], &["token"]),
         r!(
             "",
             "v1",
@@ -119,25 +81,13 @@ pub fn builtin() -> Vec<Resource> {
             ["po"],
             true,
             ALL,
-            &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "ephemeralcontainers", "resize"],
-            Columns::Default
+            &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "ephemeralcontainers", "resize"]
         ),
-        r!("", "v1", "Service", "services", "service", ["svc"], true, ALL, st, Columns::Default),
+        r!("", "v1", "Service", "services", "service", ["svc"], true, ALL, st),
         r!("", "v1", "Endpoints", "endpoints", "endpoints", ["ep"], true),
         r!("", "v1", "Event", "events", "event", ["ev"], true),
-        r!("", "v1", "Node", "nodes", "node", ["no"], false, &[], st, Columns::Default),
-        r!(
-            "",
-            "v1",
-            "PersistentVolume",
-            "persistentvolumes",
-            "persistentvolume",
-            ["pv"],
-            false,
-            &[],
-            st,
-            Columns::Default
-        ),
+        r!("", "v1", "Node", "nodes", "node", ["no"], false, &[], st),
+        r!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", ["pv"], false, &[], st),
         r!(
             "",
             "v1",
@@ -147,11 +97,10 @@ pub fn builtin() -> Vec<Resource> {
             ["pvc"],
             true,
             &[],
-            st,
-            Columns::Default
+            st
         ),
         r!("", "v1", "LimitRange", "limitranges", "limitrange", ["limits"], true),
-        r!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", ["quota"], true, &[], st, Columns::Default),
+        r!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", ["quota"], true, &[], st),
         r!(
             "",
             "v1",
@@ -161,19 +110,18 @@ pub fn builtin() -> Vec<Resource> {
             ["rc"],
             true,
             ALL,
-            scale,
-            Columns::Default
+            scale
         ),
         r!("", "v1", "PodTemplate", "podtemplates", "podtemplate", [], true),
         // apps/v1
-        r!("apps", "v1", "Deployment", "deployments", "deployment", ["deploy"], true, ALL, scale, Columns::Default),
-        r!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", ["rs"], true, ALL, scale, Columns::Default),
-        r!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", ["sts"], true, ALL, scale, Columns::Default),
-        r!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", ["ds"], true, ALL, st, Columns::Default),
+        r!("apps", "v1", "Deployment", "deployments", "deployment", ["deploy"], true, ALL, scale),
+        r!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", ["rs"], true, ALL, scale),
+        r!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", ["sts"], true, ALL, scale),
+        r!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", ["ds"], true, ALL, st),
         r!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", [], true),
         // batch/v1
-        r!("batch", "v1", "Job", "jobs", "job", [], true, ALL, st, Columns::Default),
-        r!("batch", "v1", "CronJob", "cronjobs", "cronjob", ["cj"], true, ALL, st, Columns::Default),
+        r!("batch", "v1", "Job", "jobs", "job", [], true, ALL, st),
+        r!("batch", "v1", "CronJob", "cronjobs", "cronjob", ["cj"], true, ALL, st),
         // autoscaling
         r!(
             "autoscaling",
@@ -184,8 +132,7 @@ pub fn builtin() -> Vec<Resource> {
             ["hpa"],
             true,
             ALL,
-            st,
-            Columns::Default
+            st
         ),
         // coordination.k8s.io/v1
         r!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], true),
@@ -193,7 +140,7 @@ pub fn builtin() -> Vec<Resource> {
         r!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", [], true),
         // networking.k8s.io/v1
         r!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", ["netpol"], true),
-        r!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", ["ing"], true, &[], st, Columns::Default),
+        r!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", ["ing"], true, &[], st),
         r!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", [], false),
         // policy/v1
         r!(
@@ -205,8 +152,7 @@ pub fn builtin() -> Vec<Resource> {
             ["pdb"],
             true,
             &[],
-            st,
-            Columns::Default
+            st
         ),
         // rbac.authorization.k8s.io/v1
         r!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", [], true),
@@ -227,18 +173,7 @@ pub fn builtin() -> Vec<Resource> {
         r!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", ["sc"], false),
         r!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", [], false),
         r!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", [], false),
-        r!(
-            "storage.k8s.io",
-            "v1",
-            "VolumeAttachment",
-            "volumeattachments",
-            "volumeattachment",
-            [],
-            false,
-            &[],
-            st,
-            Columns::Default
-        ),
+        r!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", [], false, &[], st),
         // node.k8s.io/v1
         r!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", [], false),
         // certificates.k8s.io/v1
@@ -251,8 +186,7 @@ pub fn builtin() -> Vec<Resource> {
             ["csr"],
             false,
             &[],
-            &["status", "approval"],
-            Columns::Default
+            &["status", "approval"]
         ),
         // admissionregistration.k8s.io/v1
         r!(
@@ -283,22 +217,10 @@ pub fn builtin() -> Vec<Resource> {
             ["crd", "crds"],
             false,
             &[],
-            st,
-            Columns::Default
+            st
         ),
         // flowcontrol.apiserver.k8s.io/v1
-        r!(
-            "flowcontrol.apiserver.k8s.io",
-            "v1",
-            "FlowSchema",
-            "flowschemas",
-            "flowschema",
-            [],
-            false,
-            &[],
-            st,
-            Columns::Default
-        ),
+        r!("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", "flowschema", [], false, &[], st),
         r!(
             "flowcontrol.apiserver.k8s.io",
             "v1",
@@ -308,8 +230,7 @@ pub fn builtin() -> Vec<Resource> {
             [],
             false,
             &[],
-            st,
-            Columns::Default
+            st
         ),
     ];
     // events.k8s.io/v1 Events share core Events' storage.

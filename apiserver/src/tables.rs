@@ -1,19 +1,19 @@
 //! `application/json;as=Table;v=v1;g=meta.k8s.io`: upstream's columns for each kind.
 
-use crate::objects::{meta, name};
-use crate::registry::{Columns, Resource};
+use crate::objects::{self, meta, name};
+use crate::registry::Resource;
 use serde_json::{json, Value};
 
 fn age(obj: &Value) -> Value {
     meta(obj).get("creationTimestamp").cloned().unwrap_or(Value::Null)
 }
 
-fn col(name: &str, ty: &str, format: &str, description: &str, priority: i64) -> Value {
+fn col_def(name: &str, ty: &str, format: &str, description: &str, priority: i64) -> Value {
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
 }
 
 fn name_col() -> Value {
-    col(
+    col_def(
         "Name",
         "string",
         "name",
@@ -23,7 +23,7 @@ fn name_col() -> Value {
 }
 
 fn age_col() -> Value {
-    col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata", 0)
+    col_def("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata", 0)
 }
 
 /// Upstream renders ages as short human durations ("5m", "3d"); the Table carries that text.
@@ -83,34 +83,488 @@ fn count(obj: &Value, fields: &[&str]) -> i64 {
     fields.iter().filter_map(|f| obj.get(*f).and_then(Value::as_object)).map(|m| m.len() as i64).sum()
 }
 
-fn columns(res: &Resource) -> Vec<Value> {
-    match res.columns {
-        Columns::Default => vec![name_col(), age_col()],
-        Columns::Namespace => vec![name_col(), col("Status", "string", "", "The status of the namespace", 0), age_col()],
-        Columns::ConfigMap => vec![name_col(), col("Data", "string", "", "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.", 0), age_col()],
-        Columns::Secret => vec![
-            name_col(),
-            col("Type", "string", "", "Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types", 0),
-            col("Data", "string", "", "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4", 0),
-            age_col(),
-        ],
-        Columns::ServiceAccount => vec![name_col(), col("Secrets", "string", "", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.", 0), age_col()],
+fn str_at<'a>(obj: &'a Value, ptr: &str) -> &'a str {
+    obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn int_at(obj: &Value, ptr: &str) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn none_if_empty(s: String) -> String {
+    if s.is_empty() {
+        "<none>".into()
+    } else {
+        s
     }
+}
+
+fn containers_and_images(obj: &Value, spec_ptr: &str) -> (String, String) {
+    let cs = obj.pointer(&format!("{spec_ptr}/containers")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let names: Vec<&str> = cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect();
+    let images: Vec<&str> = cs.iter().filter_map(|c| c.get("image").and_then(Value::as_str)).collect();
+    (names.join(","), images.join(","))
+}
+
+fn selector_text(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else { return "<none>".into() };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))));
+    }
+    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            parts.push(match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => format!("{key} in ({})", vals.join(",")),
+                "NotIn" => format!("{key} notin ({})", vals.join(",")),
+                "Exists" => key.to_string(),
+                "DoesNotExist" => format!("!{key}"),
+                _ => String::new(),
+            });
+        }
+    }
+    if parts.is_empty()
+        && sel.as_object().is_some_and(|m| !m.contains_key("matchLabels") && !m.contains_key("matchExpressions"))
+    {
+        // A plain map selector (services, replication controllers).
+        if let Some(m) = sel.as_object() {
+            parts.extend(m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))));
+        }
+    }
+    none_if_empty(parts.join(","))
+}
+
+/// Upstream's pod STATUS column: the phase, or what holds the pod back.
+fn pod_status(pod: &Value) -> String {
+    let mut reason = str_at(pod, "/status/reason").to_string();
+    if reason.is_empty() {
+        reason = str_at(pod, "/status/phase").to_string();
+    }
+    let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+    for c in statuses.iter().rev() {
+        if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+            reason = r.to_string();
+        } else if let Some(r) = c.pointer("/state/terminated/reason").and_then(Value::as_str).filter(|r| !r.is_empty())
+        {
+            reason = r.to_string();
+        }
+    }
+    if meta(pod).get("deletionTimestamp").is_some() {
+        reason = if reason == "NodeLost" { "Unknown".into() } else { "Terminating".into() };
+    }
+    reason
+}
+
+struct Col {
+    name: &'static str,
+    ty: &'static str,
+    priority: i64,
+}
+
+const fn c(name: &'static str) -> Col {
+    Col { name, ty: "string", priority: 0 }
+}
+
+const fn wide(name: &'static str) -> Col {
+    Col { name, ty: "string", priority: 1 }
+}
+
+const fn int(name: &'static str) -> Col {
+    Col { name, ty: "integer", priority: 0 }
+}
+
+fn spec_for(res: &Resource) -> Vec<Col> {
+    match (res.group, res.kind) {
+        ("", "Pod") => vec![
+            c("Name"),
+            c("Ready"),
+            c("Status"),
+            int("Restarts"),
+            c("Age"),
+            wide("IP"),
+            wide("Node"),
+            wide("Nominated Node"),
+            wide("Readiness Gates"),
+        ],
+        ("apps", "Deployment") => vec![
+            c("Name"),
+            c("Ready"),
+            int("Up-to-date"),
+            int("Available"),
+            c("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => vec![
+            c("Name"),
+            int("Desired"),
+            int("Current"),
+            int("Ready"),
+            c("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
+        ("apps", "StatefulSet") => vec![c("Name"), c("Ready"), c("Age"), wide("Containers"), wide("Images")],
+        ("apps", "DaemonSet") => vec![
+            c("Name"),
+            int("Desired"),
+            int("Current"),
+            int("Ready"),
+            int("Up-to-date"),
+            int("Available"),
+            c("Node Selector"),
+            c("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
+        ("", "Service") => {
+            vec![c("Name"), c("Type"), c("Cluster-IP"), c("External-IP"), c("Port(s)"), c("Age"), wide("Selector")]
+        }
+        ("", "Node") => vec![
+            c("Name"),
+            c("Status"),
+            c("Roles"),
+            c("Age"),
+            c("Version"),
+            wide("Internal-IP"),
+            wide("External-IP"),
+            wide("OS-Image"),
+            wide("Kernel-Version"),
+            wide("Container-Runtime"),
+        ],
+        ("", "Event") => vec![
+            c("Last Seen"),
+            c("Type"),
+            c("Reason"),
+            c("Object"),
+            wide("Subobject"),
+            wide("Source"),
+            c("Message"),
+            wide("First Seen"),
+            wide("Count"),
+            wide("Name"),
+        ],
+        ("batch", "Job") => vec![
+            c("Name"),
+            c("Status"),
+            c("Completions"),
+            c("Duration"),
+            c("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
+        ("coordination.k8s.io", "Lease") => vec![c("Name"), c("Holder"), c("Age")],
+        ("", "Endpoints") => vec![c("Name"), c("Endpoints"), c("Age")],
+        ("", "Namespace") => vec![c("Name"), c("Status"), c("Age")],
+        ("", "ConfigMap") => vec![c("Name"), int("Data"), c("Age")],
+        ("", "Secret") => vec![c("Name"), c("Type"), int("Data"), c("Age")],
+        ("", "ServiceAccount") => vec![c("Name"), int("Secrets"), c("Age")],
+        _ => vec![c("Name"), c("Age")],
+    }
+}
+
+fn columns(res: &Resource) -> Vec<Value> {
+    spec_for(res)
+        .into_iter()
+        .map(|col| {
+            let format = if col.name == "Name" { "name" } else { "" };
+            let mut d = col_def(col.name, col.ty, format, "", col.priority);
+            if col.name == "Name" {
+                d = name_col();
+            } else if col.name == "Age" {
+                d = age_col();
+            }
+            d
+        })
+        .collect()
 }
 
 fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
     let n = json!(name(obj));
     let a = json!(age_text(obj));
-    match res.columns {
-        Columns::Default => vec![n, a],
-        Columns::Namespace => vec![n, json!(obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")), a],
-        Columns::ConfigMap => vec![n, json!(count(obj, &["data", "binaryData"])), a],
-        Columns::Secret => {
-            vec![n, json!(obj.get("type").and_then(Value::as_str).unwrap_or("")), json!(count(obj, &["data"])), a]
+    match (res.group, res.kind) {
+        ("", "Pod") => {
+            let total = obj.pointer("/spec/containers").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            let statuses =
+                obj.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ready = statuses.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count();
+            let restarts: i64 =
+                statuses.iter().map(|c| c.get("restartCount").and_then(Value::as_i64).unwrap_or(0)).sum();
+            let gates = obj.pointer("/spec/readinessGates").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            vec![
+                n,
+                json!(format!("{ready}/{total}")),
+                json!(pod_status(obj)),
+                json!(restarts),
+                a,
+                json!(none_if_empty(str_at(obj, "/status/podIP").to_string())),
+                json!(none_if_empty(str_at(obj, "/spec/nodeName").to_string())),
+                json!(none_if_empty(str_at(obj, "/status/nominatedNodeName").to_string())),
+                json!(if gates == 0 { "<none>".to_string() } else { format!("0/{gates}") }),
+            ]
         }
-        Columns::ServiceAccount => {
+        ("apps", "Deployment") => {
+            let (cs, images) = containers_and_images(obj, "/spec/template/spec");
+            vec![
+                n,
+                json!(format!("{}/{}", int_at(obj, "/status/readyReplicas"), int_at(obj, "/spec/replicas"))),
+                json!(int_at(obj, "/status/updatedReplicas")),
+                json!(int_at(obj, "/status/availableReplicas")),
+                a,
+                json!(cs),
+                json!(images),
+                json!(selector_text(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => {
+            let (cs, images) = containers_and_images(obj, "/spec/template/spec");
+            vec![
+                n,
+                json!(int_at(obj, "/spec/replicas")),
+                json!(int_at(obj, "/status/replicas")),
+                json!(int_at(obj, "/status/readyReplicas")),
+                a,
+                json!(cs),
+                json!(images),
+                json!(selector_text(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("apps", "StatefulSet") => {
+            let (cs, images) = containers_and_images(obj, "/spec/template/spec");
+            vec![
+                n,
+                json!(format!("{}/{}", int_at(obj, "/status/readyReplicas"), int_at(obj, "/spec/replicas"))),
+                a,
+                json!(cs),
+                json!(images),
+            ]
+        }
+        ("apps", "DaemonSet") => {
+            let (cs, images) = containers_and_images(obj, "/spec/template/spec");
+            let node_sel = obj
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                n,
+                json!(int_at(obj, "/status/desiredNumberScheduled")),
+                json!(int_at(obj, "/status/currentNumberScheduled")),
+                json!(int_at(obj, "/status/numberReady")),
+                json!(int_at(obj, "/status/updatedNumberScheduled")),
+                json!(int_at(obj, "/status/numberAvailable")),
+                json!(none_if_empty(node_sel)),
+                a,
+                json!(cs),
+                json!(images),
+                json!(selector_text(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("", "Service") => {
+            let ports: Vec<String> = obj
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                            match p.get("nodePort").and_then(Value::as_i64) {
+                                Some(np) => format!("{port}:{np}/{proto}"),
+                                None => format!("{port}/{proto}"),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ty = str_at(obj, "/spec/type");
+            let external = match obj.pointer("/spec/externalIPs").and_then(Value::as_array) {
+                Some(ips) if !ips.is_empty() => ips.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                _ if ty == "LoadBalancer" => {
+                    let ing: Vec<String> = obj
+                        .pointer("/status/loadBalancer/ingress")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|i| {
+                                    i.get("ip").or_else(|| i.get("hostname")).and_then(Value::as_str).map(String::from)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if ing.is_empty() {
+                        "<pending>".into()
+                    } else {
+                        ing.join(",")
+                    }
+                }
+                _ if ty == "ExternalName" => str_at(obj, "/spec/externalName").to_string(),
+                _ => "<none>".into(),
+            };
+            vec![
+                n,
+                json!(ty),
+                json!(none_if_empty(str_at(obj, "/spec/clusterIP").to_string())),
+                json!(external),
+                json!(none_if_empty(ports.join(","))),
+                a,
+                json!(selector_text(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("", "Node") => {
+            let conds = obj.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ready = conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
+            let mut status = match ready.and_then(|c| c.get("status")).and_then(Value::as_str) {
+                Some("True") => "Ready".to_string(),
+                Some(_) => "NotReady".to_string(),
+                None => "Unknown".to_string(),
+            };
+            if obj.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+                status.push_str(",SchedulingDisabled");
+            }
+            let mut roles: Vec<String> = objects::labels(obj)
+                .keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(String::from))
+                .filter(|r| !r.is_empty())
+                .collect();
+            roles.sort();
+            let addr = |t: &str| {
+                obj.pointer("/status/addresses")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.iter().find(|x| x.get("type").and_then(Value::as_str) == Some(t)))
+                    .and_then(|x| x.get("address").and_then(Value::as_str))
+                    .unwrap_or("<none>")
+                    .to_string()
+            };
+            vec![
+                n,
+                json!(status),
+                json!(none_if_empty(roles.join(","))),
+                a,
+                json!(str_at(obj, "/status/nodeInfo/kubeletVersion")),
+                json!(addr("InternalIP")),
+                json!(addr("ExternalIP")),
+                json!(str_at(obj, "/status/nodeInfo/osImage")),
+                json!(str_at(obj, "/status/nodeInfo/kernelVersion")),
+                json!(str_at(obj, "/status/nodeInfo/containerRuntimeVersion")),
+            ]
+        }
+        ("", "Event") => {
+            let last = ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"]
+                .iter()
+                .find_map(|p| obj.pointer(p).and_then(Value::as_str))
+                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                .map(|t| human_duration(time::OffsetDateTime::now_utc() - t))
+                .unwrap_or_else(|| "<unknown>".into());
+            let first = obj
+                .pointer("/firstTimestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                .map(|t| human_duration(time::OffsetDateTime::now_utc() - t))
+                .unwrap_or_else(|| "<unknown>".into());
+            let object = format!(
+                "{}/{}",
+                str_at(obj, "/involvedObject/kind").to_lowercase(),
+                str_at(obj, "/involvedObject/name")
+            );
+            vec![
+                json!(last),
+                json!(str_at(obj, "/type")),
+                json!(str_at(obj, "/reason")),
+                json!(object),
+                json!(str_at(obj, "/involvedObject/fieldPath")),
+                json!(str_at(obj, "/source/component")),
+                json!(str_at(obj, "/message").trim()),
+                json!(first),
+                json!(obj.get("count").and_then(Value::as_i64).unwrap_or(1)),
+                n,
+            ]
+        }
+        ("batch", "Job") => {
+            let (cs, images) = containers_and_images(obj, "/spec/template/spec");
+            let completions = obj.pointer("/spec/completions").and_then(Value::as_i64);
+            let succeeded = int_at(obj, "/status/succeeded");
+            let comp = match completions {
+                Some(c) => format!("{succeeded}/{c}"),
+                None => format!(
+                    "{succeeded}/1 of {}",
+                    obj.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1)
+                ),
+            };
+            let conds = obj.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let has = |t: &str| {
+                conds.iter().any(|c| {
+                    c.get("type").and_then(Value::as_str) == Some(t)
+                        && c.get("status").and_then(Value::as_str) == Some("True")
+                })
+            };
+            let status = if has("Complete") {
+                "Complete"
+            } else if has("Failed") {
+                "Failed"
+            } else if meta(obj).get("deletionTimestamp").is_some() {
+                "Terminating"
+            } else if has("Suspended") {
+                "Suspended"
+            } else {
+                "Running"
+            };
+            vec![
+                n,
+                json!(status),
+                json!(comp),
+                json!(""),
+                a,
+                json!(cs),
+                json!(images),
+                json!(selector_text(obj.pointer("/spec/selector"))),
+            ]
+        }
+        ("coordination.k8s.io", "Lease") => vec![n, json!(str_at(obj, "/spec/holderIdentity")), a],
+        ("", "Endpoints") => {
+            let mut eps = Vec::new();
+            for subset in obj.get("subsets").and_then(Value::as_array).cloned().unwrap_or_default() {
+                let ports: Vec<i64> = subset
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .map(|p| p.iter().filter_map(|x| x.get("port").and_then(Value::as_i64)).collect())
+                    .unwrap_or_default();
+                for addr in subset.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default() {
+                    let ip = addr.get("ip").and_then(Value::as_str).unwrap_or("");
+                    if ports.is_empty() {
+                        eps.push(ip.to_string());
+                    }
+                    for p in &ports {
+                        eps.push(format!("{ip}:{p}"));
+                    }
+                }
+            }
+            let text = if eps.len() > 3 {
+                format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+            } else {
+                eps.join(",")
+            };
+            vec![n, json!(none_if_empty(text)), a]
+        }
+        ("", "Namespace") => vec![n, json!(str_at(obj, "/status/phase")), a],
+        ("", "ConfigMap") => vec![n, json!(count(obj, &["data", "binaryData"])), a],
+        ("", "Secret") => vec![n, json!(str_at(obj, "/type")), json!(count(obj, &["data"])), a],
+        ("", "ServiceAccount") => {
             vec![n, json!(obj.get("secrets").and_then(Value::as_array).map(Vec::len).unwrap_or(0)), a]
         }
+        _ => vec![n, a],
     }
 }
 

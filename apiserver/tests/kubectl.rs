@@ -255,6 +255,29 @@ fn everyday_workflow(s: &Server) {
     let paged = s.ok(&["get", "cm", "--chunk-size=2", "-o", "name"]);
     assert_eq!(paged.lines().count(), 6, "{paged}");
 
+    // Upstream's columns for pods, services and nodes (server-side printing).
+    let objs = s.file(
+        "objs.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p1}\nspec:\n  containers: [{name: c, image: busybox:1.36}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {node-role.kubernetes.io/control-plane: \"\"}}\n",
+    );
+    s.ok(&["apply", "-f", &objs]);
+    let words = |out: &str, line: usize| {
+        out.lines().nth(line).unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>()
+    };
+    let pods = s.ok(&["get", "pods", "-o", "wide"]);
+    assert_eq!(
+        words(&pods, 0),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]
+    );
+    assert_eq!(words(&pods, 1)[..4], ["p1", "0/1", "Pending", "0"]);
+    let svc = s.ok(&["get", "svc", "web"]);
+    assert_eq!(words(&svc, 0), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert_eq!(words(&svc, 1)[..5], ["web", "ClusterIP", "<none>", "<none>", "80/TCP"]);
+    let nodes = s.ok(&["get", "nodes"]);
+    assert_eq!(words(&nodes, 0), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    assert_eq!(words(&nodes, 1)[..3], ["n1", "Unknown", "control-plane"]);
+    s.ok(&["delete", "-f", &objs]);
+
     // Errors carry upstream's Status.
     let err = s.fails(&["get", "cm", "missing"]);
     assert_eq!(err.trim(), r#"Error from server (NotFound): configmaps "missing" not found"#);
