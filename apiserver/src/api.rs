@@ -40,6 +40,8 @@ pub struct Api {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: crate::server::Limits,
     pub openapi: apiserver_openapi::Spec,
+    /// Service ClusterIP and NodePort ranges (None: no allocation, for tests of the generic machinery).
+    pub services: Option<crate::services::ServiceNetwork>,
 }
 
 #[derive(Default)]
@@ -186,6 +188,7 @@ impl Api {
         let openapi = apiserver_openapi::Spec::build(&rows);
         Api {
             openapi,
+            services: None,
             metrics,
             limits: crate::server::Limits::new(400, 200),
             store,
@@ -348,15 +351,45 @@ impl Api {
         Ok((items, meta_out))
     }
 
-    pub async fn create(&self, rr: &ResourceRequest<'_>, mut obj: Value, q: &Query) -> Result<Value, ApiError> {
+    pub async fn create(&self, rr: &ResourceRequest<'_>, obj: Value, q: &Query) -> Result<Value, ApiError> {
+        let obj = self.prepare_new(rr, obj).await?;
+        if q.get("dryRun") == Some("All") {
+            return Ok(obj);
+        }
+        let mut obj = obj;
+        let is_service = rr.res.group.is_empty() && rr.res.kind == "Service";
+        if is_service {
+            // An existing Service is "already exists", not "its IP is taken".
+            let key = self.key(rr, name(&obj));
+            if self.store.get(&key, None).await.map_err(|e| store_error(e, rr.res, name(&obj)))?.kv.is_some() {
+                return Err(ApiError::already_exists(&rr.res.group_resource(), name(&obj)));
+            }
+        }
+        let allocated = if is_service { Some(crate::services::allocate(self, &mut obj).await?) } else { None };
+        let result = self.store_new(rr, obj).await;
+        if let (Err(_), Some(a)) = (&result, allocated) {
+            crate::services::rollback(self, a).await;
+        }
+        result
+    }
+
+    /// A create without side effects on other objects (used for the objects allocations are made of).
+    pub(crate) async fn create_plain(&self, rr: &ResourceRequest<'_>, obj: Value) -> Result<Value, ApiError> {
+        let obj = self.prepare_new(rr, obj).await?;
+        self.store_new(rr, obj).await
+    }
+
+    /// Defaulting, validation and the namespace check every create goes through.
+    async fn prepare_new(&self, rr: &ResourceRequest<'_>, mut obj: Value) -> Result<Value, ApiError> {
         objects::prepare_create(rr.res, &mut obj, rr.namespace.as_deref())?;
         crate::strategy::prepare_create(rr.res, &mut obj);
         objects::validate_meta(rr.res, &obj)?;
         crate::strategy::validate(rr.res, &obj, None)?;
         self.check_namespace(rr, name(&obj)).await?;
-        if q.get("dryRun") == Some("All") {
-            return Ok(obj);
-        }
+        Ok(obj)
+    }
+
+    async fn store_new(&self, rr: &ResourceRequest<'_>, mut obj: Value) -> Result<Value, ApiError> {
         let generated = meta(&obj).get("generateName").is_some() && rr.name.is_none();
         for attempt in 0..8 {
             let mut stored = obj.clone();
@@ -447,6 +480,9 @@ impl Api {
             let mut new = obj.clone();
             objects::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref())?;
             crate::strategy::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref());
+            if rr.res.group.is_empty() && rr.res.kind == "Service" {
+                crate::services::check_update(&old, &mut new)?;
+            }
             objects::validate_meta(rr.res, &new)?;
             crate::strategy::validate(rr.res, &new, Some(&old))?;
             match self.write(rr, &name, new, rev, q.get("dryRun") == Some("All")).await {
@@ -501,6 +537,9 @@ impl Api {
             }
             objects::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref())?;
             crate::strategy::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref());
+            if rr.res.group.is_empty() && rr.res.kind == "Service" {
+                crate::services::check_update(&old, &mut new)?;
+            }
             objects::validate_meta(rr.res, &new)?;
             crate::strategy::validate(rr.res, &new, Some(&old))?;
             match self.write(rr, &name, new, rev, q.get("dryRun") == Some("All")).await {
@@ -555,11 +594,14 @@ impl Api {
                     }
                     match self.store.delete(&self.key(rr, &name), Some(rev)).await {
                         Ok(_) => {
+                            if rr.res.group.is_empty() && rr.res.kind == "Service" {
+                                crate::services::release(self, &obj).await;
+                            }
                             return Ok(if crate::strategy::returns_deleted_object(rr.res) {
                                 (StatusCode::OK, obj)
                             } else {
                                 (StatusCode::OK, success_status(&gr, &name, &uid))
-                            })
+                            });
                         }
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => return Err(store_error(e, rr.res, &name)),

@@ -9,6 +9,7 @@ mod objects;
 mod registry;
 mod scale;
 mod server;
+mod services;
 mod strategy;
 mod tables;
 mod tls;
@@ -40,8 +41,9 @@ fn init_logging(flags: &Flags) {
     }
 }
 
-/// Creates the namespaces every cluster has, as upstream's bootstrap controller does.
-async fn bootstrap(api: &Api) -> Result<(), apimachinery::ApiError> {
+/// Creates the namespaces every cluster has and the `kubernetes` Service, as upstream's bootstrap
+/// controller does.
+async fn bootstrap(api: &Api, port: u16) -> Result<(), apimachinery::ApiError> {
     let ns = api.registry.find("", "v1", "namespaces").expect("namespaces registered");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let rr = api::ResourceRequest { res: ns, namespace: None, name: None, sub: None };
@@ -51,7 +53,7 @@ async fn bootstrap(api: &Api) -> Result<(), apimachinery::ApiError> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    services::ensure_kubernetes_service(api, port).await
 }
 
 async fn run(flags: Flags) -> Result<(), String> {
@@ -82,19 +84,30 @@ async fn run(flags: Flags) -> Result<(), String> {
     let store = metrics::MeteredStore::wrap(store, metrics.clone());
     tracing::info!(backend = store.backend_name(), "storage ready");
     tokio::spawn(apiserver_storage::run_compactor(store.clone(), compaction));
-    let advertise = format!("{}:{}", flags.advertise_address.unwrap_or(flags.bind_address), flags.secure_port);
+    let advertise_ip = flags.advertise_address.unwrap_or_else(|| {
+        if flags.bind_address.is_unspecified() {
+            pki::default_advertise_address()
+        } else {
+            flags.bind_address
+        }
+    });
+    let advertise = format!("{advertise_ip}:{}", flags.secure_port);
+    let network = services::ServiceNetwork::parse(&flags.service_cluster_ip_range, &flags.service_node_port_range)?;
     let mut api = Api::new(store, advertise, metrics);
+    api.services = Some(network);
     api.min_request_timeout = std::time::Duration::from_secs(flags.min_request_timeout);
     api.limits = server::Limits::new(flags.max_requests_inflight, flags.max_mutating_requests_inflight);
     let api = Arc::new(api);
     {
         let api = api.clone();
+        let port = flags.secure_port;
         tokio::spawn(async move {
             let mut backoff = std::time::Duration::from_millis(200);
             loop {
-                match bootstrap(&api).await {
+                match bootstrap(&api, port).await {
                     Ok(()) => {
                         api.ready.store(true, Ordering::SeqCst);
+                        tokio::spawn(services::run_endpoint_reconciler(api.clone(), advertise_ip, port));
                         return;
                     }
                     Err(e) => tracing::warn!(error = %e, "bootstrap failed; retrying"),

@@ -142,6 +142,8 @@ pub fn builtin() -> Vec<Resource> {
         r!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", ["netpol"], true),
         r!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", ["ing"], true, &[], st),
         r!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", [], false),
+        r!("networking.k8s.io", "v1", "IPAddress", "ipaddresses", "ipaddress", ["ip"], false),
+        r!("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", [], false, &[], &["status"]),
         // policy/v1
         r!(
             "policy",

@@ -272,11 +272,64 @@ fn everyday_workflow(s: &Server) {
     assert_eq!(words(&pods, 1)[..4], ["p1", "0/1", "Pending", "0"]);
     let svc = s.ok(&["get", "svc", "web"]);
     assert_eq!(words(&svc, 0), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
-    assert_eq!(words(&svc, 1)[..5], ["web", "ClusterIP", "<none>", "<none>", "80/TCP"]);
+    let row = words(&svc, 1);
+    assert_eq!([&row[..2], &row[3..5]].concat(), ["web", "ClusterIP", "<none>", "80/TCP"]);
+    assert!(
+        row[2].starts_with("10.0.0.") && row[2] != "10.0.0.1",
+        "allocated from --service-cluster-ip-range: {}",
+        row[2]
+    );
     let nodes = s.ok(&["get", "nodes"]);
     assert_eq!(words(&nodes, 0), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
     assert_eq!(words(&nodes, 1)[..3], ["n1", "Unknown", "control-plane"]);
     s.ok(&["delete", "-f", &objs]);
+
+    // Service networking: the kubernetes Service, its endpoints, ClusterIP and NodePort allocation.
+    assert_eq!(
+        s.ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].port}"]),
+        "10.0.0.1 443"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let eps = s.ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+            "--ignore-not-found",
+        ]);
+        if eps == format!("127.0.0.1:{}", s.port) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kubernetes endpoints: {eps:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        s.ok(&["get", "endpointslices", "kubernetes", "-o", "jsonpath={.endpoints[0].addresses[0]}"]),
+        "127.0.0.1"
+    );
+    let np = s.file("np.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: np}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80}, {port: 443}]\n");
+    s.ok(&["apply", "-f", &np]);
+    let ports: Vec<u32> = s
+        .ok(&["get", "svc", "np", "-o", "jsonpath={.spec.ports[*].nodePort}"])
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 2);
+    assert!(ports.iter().all(|p| (30000..=32767).contains(p)) && ports[0] != ports[1], "{ports:?}");
+    let np_ip = s.ok(&["get", "svc", "np", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(s.ok(&["get", "ipaddresses", &np_ip, "-o", "jsonpath={.spec.parentRef.name}"]), "np");
+    let dup = s.file("dup.yaml", &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: dup}}\nspec:\n  clusterIP: {np_ip}\n  ports: [{{port: 80}}]\n"));
+    let err = s.fails(&["apply", "-f", &dup]);
+    assert!(err.contains(&format!("failed to allocate IP {np_ip}: provided IP is already allocated")), "{err}");
+    let taken = s.file("taken.yaml", &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: taken}}\nspec:\n  type: NodePort\n  ports: [{{port: 80, nodePort: {}}}]\n", ports[0]));
+    let err = s.fails(&["apply", "-f", &taken]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    s.ok(&["delete", "svc", "np"]);
+    assert!(s.fails(&["get", "ipaddresses", &np_ip]).contains("NotFound"), "the IP was released");
+    s.ok(&["apply", "-f", &taken]);
+    s.ok(&["delete", "svc", "taken"]);
 
     // Errors carry upstream's Status.
     let err = s.fails(&["get", "cm", "missing"]);
@@ -385,8 +438,17 @@ fn everyday_workflow(s: &Server) {
 #[test]
 fn kubectl_workflow_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Server::start(vec!["--data-dir".into(), dir.path().join("data").display().to_string()]);
+    // A /29 leaves five Service IPs besides the kubernetes Service's: small enough to fill.
+    let mut s = Server::start(vec![
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--service-cluster-ip-range=10.0.0.0/29".into(),
+    ]);
     everyday_workflow(&s);
+    let svc = |name: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n")
+    };
+    s.ok(&["apply", "-f", &s.file("keep-svc.yaml", &svc("keep-svc"))]);
     // Everything survives a restart, and resourceVersions keep increasing.
     s.ok(&[
         "apply",
@@ -400,6 +462,19 @@ fn kubectl_workflow_on_the_embedded_store() {
     s.ok(&["label", "cm", "keep", "after=restart"]);
     let rv2: i64 = s.ok(&["get", "cm", "keep", "-o", "jsonpath={.metadata.resourceVersion}"]).parse().unwrap();
     assert!(rv2 > rv);
+    // Allocations survive the restart: the remaining four IPs go to four new Services, then the range is full.
+    let mut ips = vec!["10.0.0.1".to_string(), s.ok(&["get", "svc", "keep-svc", "-o", "jsonpath={.spec.clusterIP}"])];
+    for i in 0..4 {
+        let name = format!("fill-{i}");
+        s.ok(&["apply", "-f", &s.file(&format!("{name}.yaml"), &svc(&name))]);
+        ips.push(s.ok(&["get", "svc", &name, "-o", "jsonpath={.spec.clusterIP}"]));
+    }
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6, "no IP handed out twice: {ips:?}");
+    let err = s.fails(&["apply", "-f", &s.file("full.yaml", &svc("full"))]);
+    assert!(err.contains("range is full"), "{err}");
 }
 
 #[test]

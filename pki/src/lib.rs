@@ -21,7 +21,7 @@ pub mod kubeconfig;
 mod ops;
 mod spec;
 
-pub use config::{load_config_file, parse_go_duration, PkiConfig};
+pub use config::{default_advertise_address, load_config_file, parse_go_duration, PkiConfig};
 pub use expiration::{check_expiration, short_human_duration};
 pub use ops::{certificate_key, generate_certs, generate_kubeconfigs, renew, user_kubeconfig};
 pub use spec::{CertSpec, KubeconfigSpec, CA_SPECS, KUBECONFIG_SPECS, LEAF_SPECS};

@@ -60,6 +60,8 @@ types! {
     "networking.k8s.io" "v1" "NetworkPolicy" => networking::v1::NetworkPolicy,
     "networking.k8s.io" "v1" "Ingress" => networking::v1::Ingress,
     "networking.k8s.io" "v1" "IngressClass" => networking::v1::IngressClass,
+    "networking.k8s.io" "v1" "IPAddress" => networking::v1::IPAddress,
+    "networking.k8s.io" "v1" "ServiceCIDR" => networking::v1::ServiceCIDR,
     "policy" "v1" "PodDisruptionBudget" => policy::v1::PodDisruptionBudget,
     "rbac.authorization.k8s.io" "v1" "Role" => rbac::v1::Role,
     "rbac.authorization.k8s.io" "v1" "RoleBinding" => rbac::v1::RoleBinding,
