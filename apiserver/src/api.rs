@@ -37,6 +37,8 @@ pub struct Api {
     pub ready: AtomicBool,
     pub advertise: String,
     pub min_request_timeout: Duration,
+    /// `--request-timeout`.
+    pub request_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: crate::server::Limits,
     pub openapi: apiserver_openapi::Spec,
@@ -197,6 +199,7 @@ impl Api {
             ready: AtomicBool::new(false),
             advertise,
             min_request_timeout: Duration::from_secs(1800),
+            request_timeout: Duration::from_secs(60),
         }
     }
 
@@ -396,7 +399,7 @@ impl Api {
             objects::strip_for_storage(&mut stored);
             let bytes = serde_json::to_vec(&stored).expect("json");
             if bytes.len() > MAX_OBJECT {
-                return Err(ApiError::request_entity_too_large("Request entity too large: limit is 3145728"));
+                return Err(ApiError::request_entity_too_large("etcdserver: request is too large"));
             }
             let n = name(&obj).to_string();
             match self.store.create(&self.key(rr, &n), bytes.into(), crate::strategy::ttl(rr.res)).await {
@@ -439,7 +442,7 @@ impl Api {
         }
         let bytes = serde_json::to_vec(&new).expect("json");
         if bytes.len() > MAX_OBJECT {
-            return Err(ApiError::request_entity_too_large("Request entity too large: limit is 3145728"));
+            return Err(ApiError::request_entity_too_large("etcdserver: request is too large"));
         }
         let kv = self
             .store

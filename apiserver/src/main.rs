@@ -96,6 +96,8 @@ async fn run(flags: Flags) -> Result<(), String> {
     let mut api = Api::new(store, advertise, metrics);
     api.services = Some(network);
     api.min_request_timeout = std::time::Duration::from_secs(flags.min_request_timeout);
+    api.request_timeout =
+        pki::parse_go_duration(&flags.request_timeout).map_err(|e| format!("--request-timeout: {e}"))?;
     api.limits = server::Limits::new(flags.max_requests_inflight, flags.max_mutating_requests_inflight);
     let api = Arc::new(api);
     {

@@ -242,10 +242,20 @@ pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     let permit = if long_running { None } else { sem.clone().try_acquire_owned().ok() };
     let resp = if !long_running && permit.is_none() {
         error_response(&ApiError::too_many_requests(1))
+    } else if long_running {
+        dispatch(&api, req).await.unwrap_or_else(|e| error_response(&e))
     } else {
-        match dispatch(&api, req).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e),
+        // --request-timeout bounds every request but watches.
+        match tokio::time::timeout(api.request_timeout, dispatch(&api, req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => error_response(&e),
+            Err(_) => error_response(&ApiError::timeout(
+                format!(
+                    "Timeout: request did not complete within requested timeout - context deadline exceeded ({:?})",
+                    api.request_timeout
+                ),
+                0,
+            )),
         }
     };
     drop(permit);

@@ -384,6 +384,23 @@ fn everyday_workflow(s: &Server) {
     );
     assert!(s.ok(&["api-versions"]).lines().any(|l| l == "apps/v1"));
 
+    // Oversized bodies are refused with 413 and change nothing.
+    let big = s.file("big.json", &format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}", "x".repeat(4 << 20)));
+    let err = s.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", &big]);
+    assert!(err.contains("Request entity too large"), "{err}");
+    let huge_object = s.file("huge.json", &format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}", "x".repeat(2 << 20)));
+    let err = s.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", &huge_object]);
+    assert!(err.contains("etcdserver: request is too large"), "{err}");
+    assert!(s.fails(&["get", "cm", "big"]).contains("NotFound"));
+    let err = s.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &s.file("notjson.json", "{not json"),
+    ]);
+    assert!(err.contains("BadRequest") || err.contains("json parse error"), "{err}");
+
     let err = s.fails(&["get", "foos"]);
     assert!(err.contains(r#"the server doesn't have a resource type "foos""#), "{err}");
 
