@@ -75,6 +75,90 @@ fn group_entry(api: &Api, group: &str) -> Value {
     json!({"name": group, "versions": versions, "preferredVersion": preferred})
 }
 
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether aggregated discovery (`apidiscovery.k8s.io/v2`) comes before plain JSON in the client's
+/// `Accept` list (other aggregated versions are skipped: only v2 is served).
+pub fn wants_aggregated(headers: &http::HeaderMap) -> bool {
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    for part in accept.split(',').map(str::trim) {
+        if part.contains("as=APIGroupDiscoveryList") {
+            if part.contains("g=apidiscovery.k8s.io") && part.split(';').any(|p| p.trim() == "v=v2") {
+                return true;
+            }
+            continue;
+        }
+        if part.starts_with("application/json") || part.starts_with("*/*") {
+            return false;
+        }
+    }
+    false
+}
+
+fn aggregated_group(api: &Api, group: &str) -> Value {
+    let versions: Vec<Value> = api
+        .registry
+        .versions(group)
+        .iter()
+        .map(|version| {
+            let resources: Vec<Value> = api
+                .registry
+                .resources
+                .iter()
+                .filter(|r| r.group == group && r.version == *version)
+                .map(|r| {
+                    let legacy = resource_list(api, group, version);
+                    let subresources: Vec<Value> = legacy["resources"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| {
+                            let name = e["name"].as_str()?;
+                            let (parent, sub) = name.split_once('/')?;
+                            (parent == r.plural).then(|| {
+                                json!({
+                                    "subresource": sub,
+                                    "responseKind": {"group": e.get("group").cloned().unwrap_or(json!(group)), "version": e.get("version").cloned().unwrap_or(json!(version)), "kind": e["kind"]},
+                                    "verbs": e["verbs"],
+                                })
+                            })
+                        })
+                        .collect();
+                    let mut entry = json!({
+                        "resource": r.plural,
+                        "responseKind": {"group": group, "version": version, "kind": r.kind},
+                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r.singular,
+                        "verbs": r.verbs(),
+                    });
+                    if !r.short_names.is_empty() {
+                        entry["shortNames"] = json!(r.short_names);
+                    }
+                    if !r.categories.is_empty() {
+                        entry["categories"] = json!(r.categories);
+                    }
+                    if !subresources.is_empty() {
+                        entry["subresources"] = json!(subresources);
+                    }
+                    entry
+                })
+                .collect();
+            json!({"version": version, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+}
+
+/// `/api` or `/apis` as an `APIGroupDiscoveryList`.
+pub fn aggregated(api: &Api, core: bool) -> http::Response<crate::api::Body> {
+    let items: Vec<Value> =
+        api.registry.groups().into_iter().filter(|g| g.is_empty() == core).map(|g| aggregated_group(api, g)).collect();
+    let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
+    let mut resp = json_response(StatusCode::OK, &body, Format::Json);
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(AGGREGATED));
+    resp
+}
+
 /// Answers a discovery path, or `None` when the path is not discovery.
 pub fn route_discovery(api: &Api, segments: &[&str]) -> Option<http::Response<crate::api::Body>> {
     let body = match segments {

@@ -321,6 +321,9 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         _ => {}
     }
     if req.method() == Method::GET {
+        if matches!(segments.as_slice(), ["api"] | ["apis"]) && crate::discovery::wants_aggregated(req.headers()) {
+            return Ok(crate::discovery::aggregated(api, segments == ["api"]));
+        }
         if let Some(r) = api::route_discovery(api, &segments) {
             return Ok(r);
         }

@@ -383,6 +383,12 @@ fn everyday_workflow(s: &Server) {
         "{resources}"
     );
     assert!(s.ok(&["api-versions"]).lines().any(|l| l == "apps/v1"));
+    // Aggregated discovery: kubectl learns every group from /api and /apis alone.
+    let cache = s.dir.path().join("discovery-cache");
+    let out = s.kubectl(&["api-resources", "-v=6", "--cache-dir", cache.to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let gets: Vec<&str> = log.lines().filter(|l| l.contains("\"Response\" verb=\"GET\"")).collect();
+    assert_eq!(gets.len(), 2, "only /api and /apis: {gets:#?}");
 
     // Oversized bodies are refused with 413 and change nothing.
     let big = s.file("big.json", &format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}", "x".repeat(4 << 20)));
