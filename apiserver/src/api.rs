@@ -389,6 +389,7 @@ impl Api {
         objects::validate_meta(rr.res, &obj)?;
         crate::strategy::validate(rr.res, &obj, None)?;
         self.check_namespace(rr, name(&obj)).await?;
+        objects::drop_empty_metadata(&mut obj);
         Ok(obj)
     }
 

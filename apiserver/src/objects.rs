@@ -217,6 +217,23 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, subresource:
     Ok(())
 }
 
+/// Drops empty metadata maps and lists, which upstream's serialization omits (`omitempty`), so that a
+/// patch leaving `annotations: {}` behind reads back as upstream's would.
+pub fn drop_empty_metadata(obj: &mut Value) {
+    let m = meta_mut(obj);
+    for key in ["labels", "annotations", "finalizers", "ownerReferences", "managedFields"] {
+        let empty = match m.get(key) {
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            m.remove(key);
+        }
+    }
+}
+
 /// Stored objects carry no resourceVersion; it is the store revision, set on the way out.
 pub fn with_resource_version(mut obj: Value, rv: i64) -> Value {
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -225,6 +242,7 @@ pub fn with_resource_version(mut obj: Value, rv: i64) -> Value {
 
 pub fn strip_for_storage(obj: &mut Value) {
     meta_mut(obj).remove("resourceVersion");
+    drop_empty_metadata(obj);
 }
 
 /// Upstream's JSON for a field's value along a dotted path, as a field selector compares it.
