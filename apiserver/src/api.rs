@@ -178,6 +178,8 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
             .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
+        "application/vnd.kubernetes.protobuf" => apiserver_protobuf::decode_object(body)
+            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -156,8 +156,10 @@ pub fn prepare_create(res: &Resource, obj: &mut Value, namespace: Option<&str>) 
     for owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         m.remove(owned);
     }
-    if obj.get("spec").is_some() {
+    if crate::strategy::tracks_generation(res) {
         meta_mut(obj).insert("generation".into(), json!(1));
+    } else {
+        meta_mut(obj).remove("generation");
     }
     Ok(())
 }
@@ -210,7 +212,7 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, subresource:
         },
         _ => {}
     }
-    if new.get("spec") != old.get("spec") && new.get("spec").is_some() {
+    if crate::strategy::tracks_generation(res) && new.get("spec") != old.get("spec") {
         let gen = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         meta_mut(new).insert("generation".into(), json!(gen));
     }

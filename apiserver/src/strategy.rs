@@ -79,11 +79,13 @@ fn default(res: &Resource, obj: &mut Value) {
             set_default(obj, "/spec/replicas", json!(1));
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
-            set_default(
-                obj,
-                "/spec/strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-            );
+            set_default(obj, "/spec/strategy", json!({}));
+            set_default(obj, "/spec/strategy/type", json!("RollingUpdate"));
+            if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                set_default(obj, "/spec/strategy/rollingUpdate", json!({}));
+                set_default(obj, "/spec/strategy/rollingUpdate/maxUnavailable", json!("25%"));
+                set_default(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
+            }
             if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
                 default_pod_spec(spec);
             }
@@ -119,6 +121,22 @@ fn default(res: &Resource, obj: &mut Value) {
     }
 }
 
+/// Kinds whose strategy keeps `metadata.generation` (1 on create, +1 on every spec change), as upstream's.
+pub fn tracks_generation(res: &Resource) -> bool {
+    matches!(
+        (res.group, res.kind),
+        ("", "Pod" | "ReplicationController")
+            | ("apps", _)
+            | ("batch", _)
+            | ("autoscaling", _)
+            | ("policy", "PodDisruptionBudget")
+            | ("networking.k8s.io", "NetworkPolicy" | "Ingress")
+            | ("apiextensions.k8s.io", _)
+            | ("flowcontrol.apiserver.k8s.io", _)
+            | ("admissionregistration.k8s.io", _)
+    )
+}
+
 pub fn prepare_create(res: &Resource, obj: &mut Value) {
     match (res.group, res.kind) {
         ("", "Namespace") => {
@@ -134,6 +152,13 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
         }
         ("", "Pod") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+        // Controllers own these statuses: a create starts from an empty one, as upstream's strategies do.
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") | ("batch", "Job" | "CronJob") => {
+            obj["status"] = json!({});
+        }
+        ("", "Service") => {
+            obj["status"] = json!({"loadBalancer": {}});
         }
         _ => {}
     }

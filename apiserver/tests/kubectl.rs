@@ -255,6 +255,37 @@ fn everyday_workflow(s: &Server) {
     let paged = s.ok(&["get", "cm", "--chunk-size=2", "-o", "name"]);
     assert_eq!(paged.lines().count(), 6, "{paged}");
 
+    // kubectl's typed create commands send protobuf bodies.
+    assert_eq!(s.ok(&["create", "namespace", "made"]), "namespace/made created\n");
+    assert_eq!(s.ok(&["create", "configmap", "c1", "-n", "made", "--from-literal=a=b"]), "configmap/c1 created\n");
+    assert_eq!(s.ok(&["create", "secret", "generic", "s1", "-n", "made", "--from-literal=x=y"]), "secret/s1 created\n");
+    assert_eq!(
+        s.ok(&["create", "deployment", "d1", "-n", "made", "--image=nginx:1.27", "--replicas=0", "--port=80"]),
+        "deployment.apps/d1 created\n"
+    );
+    assert_eq!(s.ok(&["create", "service", "nodeport", "n1", "-n", "made", "--tcp=80:8080"]), "service/n1 created\n");
+    assert_eq!(s.ok(&["get", "cm", "c1", "-n", "made", "-o", "jsonpath={.data.a}"]), "b");
+    assert_eq!(s.ok(&["get", "secret", "s1", "-n", "made", "-o", "jsonpath={.type} {.data.x}"]), "Opaque eQ==");
+    let d = s.ok(&["get", "deploy", "d1", "-n", "made", "-o", "yaml"]);
+    for want in [
+        "replicas: 0\n",
+        "- containerPort: 80\n",
+        "image: nginx:1.27\n",
+        "type: RollingUpdate\n",
+        "maxSurge: 25%\n",
+        "status: {}\n",
+    ] {
+        assert!(d.contains(want), "{want} in {d}");
+    }
+    for unwanted in ["hostPort", "stdin", "creationTimestamp: \"1970", "creationTimestamp: null"] {
+        assert!(!d.contains(unwanted), "{unwanted} in {d}");
+    }
+    let np: u32 =
+        s.ok(&["get", "svc", "n1", "-n", "made", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().unwrap();
+    assert!((30000..=32767).contains(&np));
+    s.ok(&["delete", "svc", "n1", "-n", "made"]);
+    assert!(s.ok(&["get", "ns", "made", "-o", "yaml"]).contains("kubernetes.io/metadata.name: made"));
+
     // Upstream's columns for pods, services and nodes (server-side printing).
     let objs = s.file(
         "objs.yaml",
@@ -447,8 +478,8 @@ fn everyday_workflow(s: &Server) {
         r#"apiserver_request_total{code="201",component="apiserver",dry_run="",group="apps",resource="deployments",scope="namespace",subresource="",verb="POST",version="v1"}"#,
         r#"apiserver_request_total{code="404",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"}"#,
         r#"apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="",resource="configmaps",scope="namespace",subresource="",verb="LIST",version="v1",le="0.005"}"#,
-        r#"apiserver_storage_objects{resource="namespaces"} 4"#,
-        r#"apiserver_storage_objects{resource="configmaps"} 0"#,
+        r#"apiserver_storage_objects{resource="namespaces"} 5"#,
+        r#"apiserver_storage_objects{resource="configmaps"} 1"#,
         r#"etcd_request_duration_seconds_count{operation="create",type="configmaps"}"#,
     ] {
         assert!(metrics.contains(want), "metrics lack {want}");
