@@ -5,12 +5,16 @@ and wire kinds.
 Facts are joined from two published crates in the local cargo registry: k8s-pb (prost definitions: field
 numbers and wire kinds) and k8s-openapi (JSON field names). Run after bumping either crate:
 
+    cargo info k8s-pb@0.9.0 >/dev/null   # puts k8s-pb's sources into the registry (not a build dependency)
     python3 apiserver/protobuf/gen/gen_tables.py > apiserver/protobuf/src/tables.rs
 """
 import glob, os, re, sys
 
 REG = glob.glob(os.path.expanduser("~/.cargo/registry/src/*/"))[0]
-PB = sorted(glob.glob(REG + "k8s-pb-0.9.*/src"))[-1]
+PBS = sorted(glob.glob(REG + "k8s-pb-0.9.*/src"))
+if not PBS:
+    sys.exit("k8s-pb is not in the cargo registry: run `cargo info k8s-pb@0.9.0` first")
+PB = PBS[-1]
 OA = sorted(glob.glob(REG + "k8s-openapi-0.29.*/src/v1_35"))[-1]
 
 def norm(s):
