@@ -674,6 +674,8 @@ impl Api {
             let obj = if format == Format::Table && typ != "BOOKMARK" && typ != "ERROR" {
                 let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
                 tables::table(&table_res, std::slice::from_ref(&obj), json!({"resourceVersion": rv}), &include_object)
+            } else if format == Format::PartialMetadata && typ != "ERROR" {
+                partial_metadata(&obj)
             } else {
                 obj
             };
@@ -825,6 +827,11 @@ fn translate(
             }
         }
     }
+}
+
+/// The `PartialObjectMetadata` form of an object (metadata-only clients such as the garbage collector).
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta(obj).clone()})
 }
 
 /// Builds the list object upstream returns (`<Kind>List`, items without their own kind/apiVersion).

@@ -345,6 +345,11 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
                     &api::table(rr.res, &items, list_meta, q.get("includeObject").unwrap_or("")),
                     Format::Json,
                 ),
+                Format::PartialMetadata => {
+                    let items: Vec<Value> = items.iter().map(api::partial_metadata).collect();
+                    let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "items": items});
+                    json_response(StatusCode::OK, &list, Format::Json)
+                }
                 _ => json_response(StatusCode::OK, &list_object(rr.res, items, list_meta), format),
             })
         }
@@ -365,6 +370,7 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
                     ),
                     Format::Json,
                 ),
+                Format::PartialMetadata => json_response(StatusCode::OK, &api::partial_metadata(&obj), Format::Json),
                 _ => json_response(StatusCode::OK, &obj, format),
             })
         }

@@ -471,6 +471,25 @@ fn everyday_workflow(s: &Server) {
     s.ok(&["delete", "cm", "-l", "app!=nothing", "--wait=false"]);
     assert_eq!(s.ok(&["get", "cm", "-o", "name"]), "");
 
+    // Metadata-only clients (the garbage collector) get PartialObjectMetadata.
+    let curl = |accept: &str, path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sk", "-H", &format!("Accept: {accept}"), &format!("https://127.0.0.1:{}{path}", s.port)])
+            .output()
+            .expect("curl is installed");
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let list =
+        curl("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json", "/api/v1/namespaces");
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert!(list["items"][0]["metadata"]["uid"].is_string() && list["items"][0].get("spec").is_none());
+    let one = curl("application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io", "/api/v1/namespaces/default");
+    assert_eq!(
+        (one["kind"].as_str(), one["metadata"]["name"].as_str()),
+        (Some("PartialObjectMetadata"), Some("default"))
+    );
+
     // Prometheus metrics with upstream's names and labels.
     let metrics = s.ok(&["get", "--raw", "/metrics"]);
     for want in [
