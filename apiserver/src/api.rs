@@ -163,9 +163,10 @@ fn parse_rv(s: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-fn decode_object(kv: &KeyValue) -> Result<Value, ApiError> {
-    let obj: Value = serde_json::from_slice(&kv.value)
+fn decode_object(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    crate::strategy::from_storage(res, &mut obj);
     Ok(objects::with_resource_version(obj, kv.mod_revision))
 }
 
@@ -226,7 +227,7 @@ impl Api {
     async fn read(&self, rr: &ResourceRequest<'_>, name: &str) -> Result<(Value, i64), ApiError> {
         let got = self.store.get(&self.key(rr, name), None).await.map_err(|e| store_error(e, rr.res, name))?;
         let kv = got.kv.ok_or_else(|| ApiError::not_found(&rr.res.group_resource(), name))?;
-        Ok((decode_object(&kv)?, kv.mod_revision))
+        Ok((decode_object(rr.res, &kv)?, kv.mod_revision))
     }
 
     /// Namespaced writes need an existing, non-terminating namespace.
@@ -238,7 +239,7 @@ impl Api {
         let Some(kv) = got.kv else {
             return Err(ApiError::not_found(&ns_res.group_resource(), ns));
         };
-        let obj = decode_object(&kv)?;
+        let obj = decode_object(ns_res, &kv)?;
         if meta(&obj).get("deletionTimestamp").is_some() {
             return Err(ApiError::forbidden(
                 &rr.res.group_resource(),
@@ -255,7 +256,7 @@ impl Api {
             let (kv, _) =
                 self.cache(rr.res).get(&self.key(rr, name), 0).await.map_err(|e| store_error(e, rr.res, name))?;
             let kv = kv.ok_or_else(|| ApiError::not_found(&rr.res.group_resource(), name))?;
-            return decode_object(&kv);
+            return decode_object(rr.res, &kv);
         }
         Ok(self.read(rr, name).await?.0)
     }
@@ -300,7 +301,7 @@ impl Api {
             let (kvs, rev) = self.cache(rr.res).list(&prefix, min).await.map_err(|e| store_error(e, rr.res, ""))?;
             let mut items = Vec::new();
             for kv in &kvs {
-                let obj = decode_object(kv)?;
+                let obj = decode_object(rr.res, kv)?;
                 if Self::matches(rr.res, &obj, &labels, &fields) {
                     items.push(obj);
                 }
@@ -330,7 +331,7 @@ impl Api {
                 })?;
             revision = Some(page.revision);
             for kv in &page.items {
-                let obj = decode_object(kv)?;
+                let obj = decode_object(rr.res, kv)?;
                 if Self::matches(rr.res, &obj, &labels, &fields) {
                     items.push(obj);
                 }
@@ -400,13 +401,15 @@ impl Api {
         for attempt in 0..8 {
             let mut stored = obj.clone();
             objects::strip_for_storage(&mut stored);
+            let external = stored.clone();
+            crate::strategy::to_storage(rr.res, &mut stored);
             let bytes = serde_json::to_vec(&stored).expect("json");
             if bytes.len() > MAX_OBJECT {
                 return Err(ApiError::request_entity_too_large("etcdserver: request is too large"));
             }
             let n = name(&obj).to_string();
             match self.store.create(&self.key(rr, &n), bytes.into(), crate::strategy::ttl(rr.res)).await {
-                Ok(kv) => return Ok(objects::with_resource_version(stored, kv.mod_revision)),
+                Ok(kv) => return Ok(objects::with_resource_version(external, kv.mod_revision)),
                 Err(StoreError::AlreadyExists { .. }) if generated && attempt < 7 => {
                     let prefix = meta(&obj)["generateName"].as_str().unwrap_or_default().to_string();
                     meta_mut(&mut obj).insert("name".into(), json!(format!("{prefix}{}", objects::random_suffix())));
@@ -443,7 +446,9 @@ impl Api {
                 self.store.delete(&self.key(rr, name), Some(rev)).await.map_err(|e| store_error(e, rr.res, name))?;
             return Ok(objects::with_resource_version(new, del_rev));
         }
-        let bytes = serde_json::to_vec(&new).expect("json");
+        let mut stored = new.clone();
+        crate::strategy::to_storage(rr.res, &mut stored);
+        let bytes = serde_json::to_vec(&stored).expect("json");
         if bytes.len() > MAX_OBJECT {
             return Err(ApiError::request_entity_too_large("etcdserver: request is too large"));
         }
@@ -800,7 +805,9 @@ fn translate(
     fields: &FieldSelector,
 ) -> Option<(&'static str, Value)> {
     let decode = |kv: &KeyValue, rv: i64| -> Option<Value> {
-        serde_json::from_slice::<Value>(&kv.value).ok().map(|o| objects::with_resource_version(o, rv))
+        let mut o = serde_json::from_slice::<Value>(&kv.value).ok()?;
+        crate::strategy::from_storage(res, &mut o);
+        Some(objects::with_resource_version(o, rv))
     };
     match e.kind {
         EventKind::Created => {

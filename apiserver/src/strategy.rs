@@ -424,3 +424,43 @@ pub fn deletable_now(res: &Resource, obj: &Value) -> bool {
 pub fn returns_deleted_object(res: &Resource) -> bool {
     res.group.is_empty() && matches!(res.kind, "Pod" | "Namespace")
 }
+
+/// core/v1 Event field ↔ events.k8s.io/v1 Event field. Both API versions share one storage (the core form),
+/// as upstream's do.
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("reportingComponent", "reportingController"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+fn rename(obj: &mut Value, pairs: impl Iterator<Item = (&'static str, &'static str)>) {
+    if let Some(m) = obj.as_object_mut() {
+        for (from, to) in pairs {
+            if let Some(v) = m.remove(from) {
+                m.insert(to.to_string(), v);
+            }
+        }
+    }
+}
+
+/// Converts an object of `res` into the form stored (its storage version).
+pub fn to_storage(res: &Resource, obj: &mut Value) {
+    if res.group == "events.k8s.io" {
+        rename(obj, EVENT_FIELDS.iter().map(|(core, ev)| (*ev, *core)));
+        obj["apiVersion"] = json!("v1");
+        obj["kind"] = json!("Event");
+    }
+}
+
+/// Converts a stored object into `res`'s version.
+pub fn from_storage(res: &Resource, obj: &mut Value) {
+    if res.group == "events.k8s.io" {
+        rename(obj, EVENT_FIELDS.iter().copied());
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+    }
+}

@@ -284,6 +284,7 @@ fn columns(res: &Resource) -> Vec<Value> {
             } else if col.name == "Age" {
                 d = age_col();
             }
+            d["priority"] = json!(col.priority);
             d
         })
         .collect()

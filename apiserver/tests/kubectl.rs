@@ -471,6 +471,28 @@ fn everyday_workflow(s: &Server) {
     s.ok(&["delete", "cm", "-l", "app!=nothing", "--wait=false"]);
     assert_eq!(s.ok(&["get", "cm", "-o", "name"]), "");
 
+    // events.k8s.io/v1 and core/v1 Events share one storage, each read in its own shape.
+    let ev = s.file(
+        "ev.yaml",
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: web.1}\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: ferrokube.io/test\nreportingInstance: t-1\naction: Scaling\nreason: ScalingReplicaSet\ntype: Normal\nnote: Scaled up replica set web-abc to 2\nregarding: {kind: Deployment, namespace: default, name: web, apiVersion: apps/v1}\n",
+    );
+    assert_eq!(s.ok(&["apply", "-f", &ev]), "event.events.k8s.io/web.1 created\n");
+    let events = s.ok(&["get", "events"]);
+    assert_eq!(words(&events, 0), ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    assert!(
+        events.contains("Normal   ScalingReplicaSet   deployment/web   Scaled up replica set web-abc to 2"),
+        "{events}"
+    );
+    assert_eq!(
+        s.ok(&["get", "events", "web.1", "-o", "jsonpath={.message}|{.involvedObject.name}|{.reportingComponent}"]),
+        "Scaled up replica set web-abc to 2|web|ferrokube.io/test"
+    );
+    assert_eq!(
+        s.ok(&["get", "events.v1.events.k8s.io", "web.1", "-o", "jsonpath={.note}|{.regarding.kind}"]),
+        "Scaled up replica set web-abc to 2|Deployment"
+    );
+    s.ok(&["delete", "events", "web.1"]);
+
     // Metadata-only clients (the garbage collector) get PartialObjectMetadata.
     let curl = |accept: &str, path: &str| -> serde_json::Value {
         let out = Command::new("curl")
