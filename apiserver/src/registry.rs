@@ -235,6 +235,20 @@ pub fn builtin() -> Vec<Resource> {
             st
         ),
     ];
+    // autoscaling/v1 HPAs are autoscaling/v2 HPAs seen through a conversion.
+    let mut hpa_v1 = r!(
+        "autoscaling",
+        "v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        ["hpa"],
+        true,
+        ALL,
+        &["status"]
+    );
+    hpa_v1.storage = ("autoscaling", "horizontalpodautoscalers");
+    v.push(hpa_v1);
     // events.k8s.io/v1 Events share core Events' storage.
     let mut events = r!("events.k8s.io", "v1", "Event", "events", "event", ["ev"], true);
     events.storage = ("", "events");

@@ -447,8 +447,61 @@ fn rename(obj: &mut Value, pairs: impl Iterator<Item = (&'static str, &'static s
     }
 }
 
+/// autoscaling/v1 → v2: the CPU utilization target becomes a Resource metric.
+fn hpa_v1_to_v2(obj: &mut Value) {
+    obj["apiVersion"] = json!("autoscaling/v2");
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        if let Some(target) = spec.remove("targetCPUUtilizationPercentage") {
+            spec.insert(
+                "metrics".into(),
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}]),
+            );
+        }
+    }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        if let Some(current) = status.remove("currentCPUUtilizationPercentage") {
+            status.insert(
+                "currentMetrics".into(),
+                json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": current}}}]),
+            );
+        }
+    }
+}
+
+/// autoscaling/v2 → v1: a CPU utilization metric becomes `targetCPUUtilizationPercentage`; other metrics
+/// are not expressible in v1 and are not shown there.
+fn hpa_v2_to_v1(obj: &mut Value) {
+    obj["apiVersion"] = json!("autoscaling/v1");
+    let cpu = |list: Option<&Value>, field: &str| {
+        list.and_then(Value::as_array).and_then(|ms| {
+            ms.iter()
+                .find(|m| m.pointer("/resource/name").and_then(Value::as_str) == Some("cpu"))
+                .and_then(|m| m.pointer(&format!("/resource/{field}/averageUtilization")).cloned())
+        })
+    };
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        let target = cpu(spec.get("metrics"), "target");
+        spec.remove("metrics");
+        spec.remove("behavior");
+        if let Some(t) = target {
+            spec.insert("targetCPUUtilizationPercentage".into(), t);
+        }
+    }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        let current = cpu(status.get("currentMetrics"), "current");
+        status.remove("currentMetrics");
+        status.remove("conditions");
+        if let Some(c) = current {
+            status.insert("currentCPUUtilizationPercentage".into(), c);
+        }
+    }
+}
+
 /// Converts an object of `res` into the form stored (its storage version).
 pub fn to_storage(res: &Resource, obj: &mut Value) {
+    if res.group == "autoscaling" && res.version == "v1" {
+        hpa_v1_to_v2(obj);
+    }
     if res.group == "events.k8s.io" {
         rename(obj, EVENT_FIELDS.iter().map(|(core, ev)| (*ev, *core)));
         obj["apiVersion"] = json!("v1");
@@ -458,6 +511,9 @@ pub fn to_storage(res: &Resource, obj: &mut Value) {
 
 /// Converts a stored object into `res`'s version.
 pub fn from_storage(res: &Resource, obj: &mut Value) {
+    if res.group == "autoscaling" && res.version == "v1" {
+        hpa_v2_to_v1(obj);
+    }
     if res.group == "events.k8s.io" {
         rename(obj, EVENT_FIELDS.iter().copied());
         obj["apiVersion"] = json!(res.api_version());

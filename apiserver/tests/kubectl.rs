@@ -493,6 +493,53 @@ fn everyday_workflow(s: &Server) {
     );
     s.ok(&["delete", "events", "web.1"]);
 
+    // autoscaling/v1 and v2 are one HPA in two shapes.
+    s.ok(&["apply", "-f", &s.file("dep.yaml", MANIFESTS)]);
+    assert_eq!(
+        s.ok(&["autoscale", "deploy", "web", "--min=1", "--max=5", "--cpu=70%"]),
+        "horizontalpodautoscaler.autoscaling/web autoscaled\n"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "hpa",
+            "web",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.metrics[0].resource.target.averageUtilization}"
+        ]),
+        "autoscaling/v2 70"
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}"
+        ]),
+        "autoscaling/v1 70"
+    );
+    s.ok(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"targetCPUUtilizationPercentage":55}}"#,
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "hpa",
+            "web",
+            "-o",
+            "jsonpath={.spec.metrics[0].resource.target.averageUtilization} {.spec.maxReplicas}"
+        ]),
+        "55 5"
+    );
+    s.ok(&["delete", "hpa", "web"]);
+    s.ok(&["delete", "-f", &s.file("dep.yaml", MANIFESTS)]);
+
     // Metadata-only clients (the garbage collector) get PartialObjectMetadata.
     let curl = |accept: &str, path: &str| -> serde_json::Value {
         let out = Command::new("curl")

@@ -55,6 +55,7 @@ types! {
     "batch" "v1" "Job" => batch::v1::Job,
     "batch" "v1" "CronJob" => batch::v1::CronJob,
     "autoscaling" "v2" "HorizontalPodAutoscaler" => autoscaling::v2::HorizontalPodAutoscaler,
+    "autoscaling" "v1" "HorizontalPodAutoscaler" => autoscaling::v1::HorizontalPodAutoscaler,
     "coordination.k8s.io" "v1" "Lease" => coordination::v1::Lease,
     "discovery.k8s.io" "v1" "EndpointSlice" => discovery::v1::EndpointSlice,
     "networking.k8s.io" "v1" "NetworkPolicy" => networking::v1::NetworkPolicy,
