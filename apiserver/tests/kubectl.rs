@@ -18,22 +18,28 @@ struct Server {
     dir: tempfile::TempDir,
     port: u16,
     args: Vec<String>,
+    addr: String,
 }
 
 impl Server {
     fn start(backend_args: Vec<String>) -> Server {
+        Self::start_on("127.0.0.1", backend_args)
+    }
+
+    fn start_on(addr: &str, backend_args: Vec<String>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut s = Server { child: spawn(dir.path(), port, &backend_args), dir, port, args: backend_args };
+        let mut args = vec!["--bind-address".to_string(), addr.to_string()];
+        args.extend(backend_args);
+        let mut s = Server { child: spawn(dir.path(), port, &args), dir, port, args, addr: addr.to_string() };
         s.wait_ready();
         std::fs::write(
             s.kubeconfig(),
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://127.0.0.1:{port}\n  name: t\ncontexts:\n- context:\n    cluster: t\n    user: t\n  name: t\ncurrent-context: t\nusers:\n- name: t\n  user:\n    token: unused\n"
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://{addr}:{port}\n  name: t\ncontexts:\n- context:\n    cluster: t\n    user: t\n  name: t\ncurrent-context: t\nusers:\n- name: t\n  user:\n    token: unused\n"
             ),
         )
         .unwrap();
-        let _ = &mut s;
         s
     }
 
@@ -48,7 +54,7 @@ impl Server {
                 let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
                 panic!("kube-apiserver exited with {status}: {log}");
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_ok() {
                 let kc = self.kubeconfig();
                 if kc.exists() {
                     let out = Command::new(kubectl_bin())
@@ -117,7 +123,7 @@ impl Server {
 fn spawn(dir: &Path, port: u16, backend: &[String]) -> Child {
     let log = std::fs::File::create(dir.join("apiserver.log")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
-        .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+        .args(["--secure-port", &port.to_string()])
         .arg("--cert-dir")
         .arg(dir.join("certs"))
         .args(backend)
@@ -636,5 +642,80 @@ fn kubectl_workflow_on_etcd() {
         ["/registry/configmaps/default/demo", "/registry/deployments/default/web", "/registry/namespaces/kube-system"]
     {
         assert!(keys.lines().any(|l| l == k), "{k} in {keys}");
+    }
+}
+
+/// Two API servers on one etcd, as behind a load balancer: each sees the other's writes through its own
+/// watch cache, neither hands out an IP the other gave, and the kubernetes endpoints list the live ones.
+#[test]
+fn two_api_servers_share_one_etcd() {
+    let etcd = EtcdServer::start();
+    let backend = |addr: &str| {
+        vec![
+            "--etcd-servers".to_string(),
+            etcd.client_url.clone(),
+            "--advertise-address".into(),
+            addr.to_string(),
+            "--service-cluster-ip-range=10.0.0.0/28".into(),
+        ]
+    };
+    let a = Server::start(backend("127.0.0.1"));
+    let mut b = Server::start_on("127.0.0.2", backend("127.0.0.2"));
+    // A watch through B sees an object created through A.
+    let mut watch = Command::new(kubectl_bin())
+        .arg("--kubeconfig")
+        .arg(b.kubeconfig())
+        .args(["get", "cm", "-w", "--request-timeout=20s", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    a.ok(&["create", "configmap", "from-a", "--from-literal=k=v"]);
+    let svc = |name: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n")
+    };
+    let mut ips = Vec::new();
+    for i in 0..6 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let name = format!("svc-{i}");
+        s.ok(&["apply", "-f", &s.file(&format!("{name}.yaml"), &svc(&name))]);
+        ips.push(s.ok(&["get", "svc", &name, "-o", "jsonpath={.spec.clusterIP}"]));
+    }
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ips.len(), "no IP given twice across servers: {ips:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let eps = a.ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}",
+            "--ignore-not-found",
+        ]);
+        if eps == "127.0.0.1 127.0.0.2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kubernetes endpoints: {eps:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = watch.kill();
+    let seen = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).to_string();
+    assert!(seen.contains("configmap/from-a"), "{seen}");
+    // B dies: its lease expires and the endpoints drop it.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let eps = a.ok(&["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[*].ip}"]);
+        if eps == "127.0.0.1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "endpoints still list the dead server: {eps:?}");
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
