@@ -133,6 +133,8 @@ async fn run(flags: Flags) -> Result<(), String> {
                 return Ok(());
             }
         };
+        // Watch events and small responses must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let api = api.clone();
         tokio::spawn(async move {
