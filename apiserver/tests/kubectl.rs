@@ -289,6 +289,10 @@ fn everyday_workflow(s: &Server) {
     let np: u32 =
         s.ok(&["get", "svc", "n1", "-n", "made", "-o", "jsonpath={.spec.ports[0].nodePort}"]).parse().unwrap();
     assert!((30000..=32767).contains(&np));
+    assert_eq!(
+        s.ok(&["get", "svc", "n1", "-n", "made", "-o", "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort}"]),
+        "80 8080"
+    );
     s.ok(&["delete", "svc", "n1", "-n", "made"]);
     assert!(s.ok(&["get", "ns", "made", "-o", "yaml"]).contains("kubernetes.io/metadata.name: made"));
 

@@ -59,9 +59,15 @@ pub enum DecodeError {
     UnknownType(String),
 }
 
-fn messages() -> &'static HashMap<&'static str, &'static [Field]> {
-    static M: OnceLock<HashMap<&'static str, &'static [Field]>> = OnceLock::new();
-    M.get_or_init(|| tables::MESSAGES.iter().copied().collect())
+/// Messages by lower-cased full name: prost spells acronyms `CsiDriver`, `IpAddress`, `JsonSchemaProps`
+/// where Kubernetes kinds say `CSIDriver`, `IPAddress`, `JSONSchemaProps`.
+fn messages() -> &'static HashMap<String, &'static [Field]> {
+    static M: OnceLock<HashMap<String, &'static [Field]>> = OnceLock::new();
+    M.get_or_init(|| tables::MESSAGES.iter().map(|(n, f)| (n.to_lowercase(), *f)).collect())
+}
+
+fn lookup(name: &str) -> Option<&'static [Field]> {
+    messages().get(&name.to_lowercase()).copied()
 }
 
 /// The message module of an apiVersion's group: `v1` → `api.core.v1`, `apps/v1` → `api.apps.v1`.
@@ -181,19 +187,19 @@ fn first_bytes(payload: &[u8]) -> Result<Option<&[u8]>, DecodeError> {
 
 /// Messages whose JSON form is not an object of their fields.
 fn special(name: &str, payload: &[u8]) -> Option<Result<Value, DecodeError>> {
-    Some(match name {
-        "apimachinery.pkg.apis.meta.v1.Time" => time_value(payload, false),
-        "apimachinery.pkg.apis.meta.v1.MicroTime" => time_value(payload, true),
-        "apimachinery.pkg.api.resource.Quantity" => {
+    Some(match name.to_lowercase().as_str() {
+        "apimachinery.pkg.apis.meta.v1.time" => time_value(payload, false),
+        "apimachinery.pkg.apis.meta.v1.microtime" => time_value(payload, true),
+        "apimachinery.pkg.api.resource.quantity" => {
             first_bytes(payload).and_then(|b| utf8(b.unwrap_or_default()).map(Value::from))
         }
-        "apimachinery.pkg.runtime.RawExtension" | "apimachinery.pkg.apis.meta.v1.FieldsV1" => {
-            first_bytes(payload).map(|b| match b {
-                Some(raw) if !raw.is_empty() => serde_json::from_slice(raw).unwrap_or(Value::Null),
-                _ => Value::Null,
-            })
-        }
-        "apimachinery.pkg.util.intstr.IntOrString" => (|| {
+        "apimachinery.pkg.runtime.rawextension"
+        | "apimachinery.pkg.apis.meta.v1.fieldsv1"
+        | "apiextensions_apiserver.pkg.apis.apiextensions.v1.json" => first_bytes(payload).map(|b| match b {
+            Some(raw) if !raw.is_empty() => serde_json::from_slice(raw).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }),
+        "apimachinery.pkg.util.intstr.intorstring" => (|| {
             let (mut ty, mut int_val, mut str_val) = (0u64, 0i64, String::new());
             let mut r = Reader { buf: payload, pos: 0 };
             while !r.done() {
@@ -206,7 +212,7 @@ fn special(name: &str, payload: &[u8]) -> Option<Result<Value, DecodeError>> {
             }
             Ok(if ty == 1 { json!(str_val) } else { json!(int_val) })
         })(),
-        "apimachinery.pkg.apis.meta.v1.Duration" => (|| {
+        "apimachinery.pkg.apis.meta.v1.duration" => (|| {
             let mut r = Reader { buf: payload, pos: 0 };
             let mut ns = 0i64;
             while !r.done() {
@@ -312,10 +318,20 @@ const MEANINGFUL_ZEROS: &[&str] = &[
 /// out, as Go's `omitempty` leaves them out of JSON (see [`MEANINGFUL_ZEROS`] for the exceptions); empty
 /// messages are kept (`resources: {}`, `emptyDir: {}`).
 pub fn decode_message(name: &str, payload: &[u8]) -> Result<Value, DecodeError> {
+    decode_nested(name, payload, 0)
+}
+
+/// Deeper nesting than any Kubernetes type has; a hostile body cannot recurse past it.
+const MAX_DEPTH: usize = 64;
+
+fn decode_nested(name: &str, payload: &[u8], depth: usize) -> Result<Value, DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::Malformed("message nested too deeply"));
+    }
     if let Some(v) = special(name, payload) {
         return v;
     }
-    let fields = messages().get(name).ok_or_else(|| DecodeError::UnknownType(name.to_string()))?;
+    let fields = lookup(name).ok_or_else(|| DecodeError::UnknownType(name.to_string()))?;
     let mut out = Map::new();
     let mut r = Reader { buf: payload, pos: 0 };
     while !r.done() {
@@ -324,13 +340,13 @@ pub fn decode_message(name: &str, payload: &[u8]) -> Result<Value, DecodeError> 
         let key = json_name.to_string();
         match *kind {
             Kind::Msg(t) => {
-                let value = decode_message(t, b)?;
+                let value = decode_nested(t, b, depth + 1)?;
                 if !value.is_null() {
                     out.insert(key, value);
                 }
             }
             Kind::RepMsg(t) => {
-                let item = decode_message(t, b)?;
+                let item = decode_nested(t, b, depth + 1)?;
                 push(&mut out, key, item);
             }
             Kind::MapStr | Kind::MapBytes | Kind::MapMsg(_) => {
@@ -343,7 +359,7 @@ pub fn decode_message(name: &str, payload: &[u8]) -> Result<Value, DecodeError> 
                             val = match *kind {
                                 Kind::MapStr => json!(utf8(vb)?),
                                 Kind::MapBytes => b64(vb),
-                                Kind::MapMsg(t) => decode_message(t, vb)?,
+                                Kind::MapMsg(t) => decode_nested(t, vb, depth + 1)?,
                                 _ => unreachable!(),
                             }
                         }
@@ -420,7 +436,7 @@ pub fn decode_object(body: &[u8]) -> Result<Value, DecodeError> {
         }
     }
     let mut name = format!("{}.{kind}", module_for(&api_version));
-    if !messages().contains_key(name.as_str()) {
+    if lookup(&name).is_none() {
         // Options types (DeleteOptions, ...) travel under every group's version but live in meta/v1.
         name = format!("apimachinery.pkg.apis.meta.v1.{kind}");
     }
@@ -471,7 +487,7 @@ mod tests {
             "api.rbac.v1.ClusterRole",
             "apiextensions_apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition",
         ] {
-            assert!(messages().contains_key(m), "{m}");
+            assert!(lookup(m).is_some(), "{m}");
         }
     }
 
@@ -520,6 +536,38 @@ mod tests {
         assert_eq!(cm, json!({"data": {"k": "/wA="}, "type": "Opaque"}));
         let t = decode_message("apimachinery.pkg.apis.meta.v1.Time", &int_field(1, 1_700_000_000)).unwrap();
         assert_eq!(t, json!("2023-11-14T22:13:20Z"));
+    }
+
+    #[test]
+    fn hostile_nesting_and_random_bytes_never_panic() {
+        // JSONSchemaProps nests itself (field 9 is `items`-like in many messages); build a deep chain
+        // through a self-referencing message type.
+        let name = "apiextensions_apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
+        let fields = lookup(name).expect("schema props");
+        let tag = fields
+            .iter()
+            .find(|f| matches!(f.2, Kind::RepMsg(t) if t.eq_ignore_ascii_case(name)))
+            .expect("a self-referencing field")
+            .0;
+        let mut deep = Vec::new();
+        for _ in 0..10_000 {
+            deep = field(tag, &deep);
+        }
+        assert_eq!(decode_message(name, &deep), Err(DecodeError::Malformed("message nested too deeply")));
+        // Deterministic pseudo-random bodies: errors are fine, panics are not.
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        for _ in 0..2000 {
+            let len = (x % 200) as usize;
+            let mut body = b"k8s\0".to_vec();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                body.push(x as u8);
+            }
+            let _ = decode_object(&body);
+            let _ = decode_message("api.apps.v1.Deployment", &body[4..]);
+        }
     }
 
     #[test]
