@@ -57,6 +57,28 @@ pub fn check_type(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
             )))
         }
     }
+    // Upstream decodes into typed structs; the containers every strategy reads must have their type.
+    for field in ["metadata", "spec", "status"] {
+        match obj.get(field) {
+            None | Some(Value::Object(_)) | Some(Value::Null) => {}
+            Some(other) => {
+                let found = match other {
+                    Value::String(_) => "string",
+                    Value::Array(_) => "array",
+                    Value::Number(_) => "number",
+                    _ => "bool",
+                };
+                return Err(ApiError::bad_request(format!(
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: json: cannot unmarshal {found} into Go struct field {kind}.{field} of type object",
+                    kind = res.kind,
+                    version = res.version
+                )));
+            }
+        }
+    }
+    if obj.get("spec").is_some_and(Value::is_null) {
+        obj.as_object_mut().expect("checked above").remove("spec");
+    }
     match obj.get("kind").and_then(Value::as_str) {
         None | Some("") => obj["kind"] = json!(res.kind),
         Some(k) if k == res.kind => {}

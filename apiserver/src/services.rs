@@ -238,7 +238,9 @@ pub async fn allocate(api: &Api, svc: &mut Value) -> Result<Allocated, ApiError>
             }
         };
         let family = if net.v6 { "IPv6" } else { "IPv4" };
-        let spec = svc["spec"].as_object_mut().expect("service has a spec");
+        let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Err(svc_invalid(svc, vec![Cause::required("spec", "")]));
+        };
         match &ip {
             Some(ip) => {
                 spec.insert("clusterIP".into(), json!(ip));
@@ -255,7 +257,9 @@ pub async fn allocate(api: &Api, svc: &mut Value) -> Result<Allocated, ApiError>
         out.ip = ip;
     }
     if ty == "NodePort" || ty == "LoadBalancer" {
-        svc["spec"].as_object_mut().expect("spec").entry("externalTrafficPolicy").or_insert(json!("Cluster"));
+        if let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("externalTrafficPolicy").or_insert(json!("Cluster"));
+        }
         let mut wanted: Vec<Option<u16>> = Vec::new();
         for p in svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default() {
             wanted.push(p.get("nodePort").and_then(Value::as_u64).map(|n| n as u16));
@@ -300,7 +304,9 @@ pub async fn allocate(api: &Api, svc: &mut Value) -> Result<Allocated, ApiError>
         };
         if let Some(list) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for (p, port) in list.iter_mut().zip(&ports) {
-                p["nodePort"] = json!(port);
+                if let Some(m) = p.as_object_mut() {
+                    m.insert("nodePort".into(), json!(port));
+                }
             }
         }
         out.ports = ports;
@@ -374,7 +380,9 @@ pub fn check_update(old: &Value, new: &mut Value) -> Result<(), ApiError> {
                 if let Some(np) =
                     old_ports.iter().find(|o| o.get("port") == p.get("port")).and_then(|o| o.get("nodePort"))
                 {
-                    p["nodePort"] = np.clone();
+                    if let Some(m) = p.as_object_mut() {
+                        m.insert("nodePort".into(), np.clone());
+                    }
                 }
             }
         }

@@ -108,9 +108,11 @@ fn default(res: &Resource, obj: &mut Value) {
             if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
                 for p in ports {
                     set_default(p, "/protocol", json!("TCP"));
-                    if p.get("targetPort").is_none() {
-                        if let Some(port) = p.get("port").cloned() {
-                            p["targetPort"] = port;
+                    if let Some(m) = p.as_object_mut() {
+                        if !m.contains_key("targetPort") {
+                            if let Some(port) = m.get("port").cloned() {
+                                m.insert("targetPort".into(), port);
+                            }
                         }
                     }
                 }
@@ -177,7 +179,9 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, subresource:
             // spec.finalizers changes only through /finalize.
             if let Some(f) = old.pointer("/spec/finalizers") {
                 set_default(new, "/spec", json!({}));
-                new["spec"]["finalizers"] = f.clone();
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("finalizers".into(), f.clone());
+                }
             }
         }
     }
@@ -270,6 +274,41 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), 
                 if r < 0 {
                     causes.push(Cause::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
                 }
+            }
+        }
+        ("", "Service") => {
+            let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+            let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+            match obj.pointer("/spec/ports").and_then(Value::as_array) {
+                None if ty != "ExternalName" && !headless => causes.push(Cause::required("spec.ports", "")),
+                None => {}
+                Some(ports) => {
+                    for (i, p) in ports.iter().enumerate() {
+                        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                        if !(1..=65535).contains(&port) {
+                            causes.push(Cause::invalid(
+                                &format!("spec.ports[{i}].port"),
+                                &json!(port),
+                                "must be between 1 and 65535, inclusive",
+                            ));
+                        }
+                        let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                        if !["TCP", "UDP", "SCTP"].contains(&proto) {
+                            causes.push(Cause::not_supported(
+                                &format!("spec.ports[{i}].protocol"),
+                                &json!(proto),
+                                &["SCTP", "TCP", "UDP"],
+                            ));
+                        }
+                    }
+                }
+            }
+            if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
+                causes.push(Cause::not_supported(
+                    "spec.type",
+                    &json!(ty),
+                    &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+                ));
             }
         }
         ("", "ConfigMap") | ("", "Secret") => {

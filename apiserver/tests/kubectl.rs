@@ -448,6 +448,38 @@ fn everyday_workflow(s: &Server) {
     ]);
     assert!(err.contains("BadRequest") || err.contains("json parse error"), "{err}");
 
+    // Bodies of the wrong shape are refused with a Status, never crash a handler.
+    let raw_svc = "/api/v1/namespaces/default/services";
+    for (body, want) in [
+        (
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad1"},"spec":"x"}"#,
+            "cannot be handled as a Service",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad2"},"spec":{"ports":[1]}}"#,
+            "spec.ports[0].port: Invalid value",
+        ),
+        (r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad3"}}"#, "spec.ports: Required value"),
+        (
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad4"},"spec":{"type":"Weird","ports":[{"port":80,"protocol":"XTP"}]}}"#,
+            "Unsupported value",
+        ),
+        (r#"{"apiVersion":"v1","kind":"Service","metadata":"x"}"#, "cannot be handled as a Service"),
+        (r#"["not","an","object"]"#, "BadRequest"),
+    ] {
+        let err = s.fails(&["create", "--raw", raw_svc, "-f", &s.file("hostile.json", body)]);
+        assert!(err.contains(want), "{body}: {err}");
+    }
+    let err = s.fails(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/default",
+        "-f",
+        &s.file("ns.json", r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"default"},"spec":"x"}"#),
+    ]);
+    assert!(err.contains("cannot be handled as a Namespace"), "{err}");
+    assert!(s.ok(&["get", "ns", "default", "-o", "name"]).contains("namespace/default"), "the server is still serving");
+
     let err = s.fails(&["get", "foos"]);
     assert!(err.contains(r#"the server doesn't have a resource type "foos""#), "{err}");
 
