@@ -488,19 +488,32 @@ impl Api {
             if precondition.is_some_and(|p| p != rev) {
                 return Err(ApiError::conflict(&gr, &name));
             }
-            let mut new = obj.clone();
-            objects::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref())?;
-            crate::strategy::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref());
-            if rr.res.group.is_empty() && rr.res.kind == "Service" {
-                crate::services::check_update(&old, &mut new)?;
-            }
-            objects::validate_meta(rr.res, &new)?;
-            crate::strategy::validate(rr.res, &new, Some(&old))?;
-            match self.write(rr, &name, new, rev, q.get("dryRun") == Some("All")).await {
+            match self.replace_checked(rr, &name, obj.clone(), &old, rev, q).await {
                 Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
                 other => return other,
             }
         }
+    }
+
+    /// What every update goes through between the old object and the store: carrying over what the
+    /// server owns, defaulting, validation, and the compare-and-swap write at `rev`.
+    async fn replace_checked(
+        &self,
+        rr: &ResourceRequest<'_>,
+        name: &str,
+        mut new: Value,
+        old: &Value,
+        rev: i64,
+        q: &Query,
+    ) -> Result<Value, ApiError> {
+        objects::prepare_update(rr.res, &mut new, old, rr.sub.as_deref())?;
+        crate::strategy::prepare_update(rr.res, &mut new, old, rr.sub.as_deref());
+        if rr.res.group.is_empty() && rr.res.kind == "Service" {
+            crate::services::check_update(old, &mut new)?;
+        }
+        objects::validate_meta(rr.res, &new)?;
+        crate::strategy::validate(rr.res, &new, Some(old))?;
+        self.write(rr, name, new, rev, q.get("dryRun") == Some("All")).await
     }
 
     pub async fn patch(
@@ -546,14 +559,7 @@ impl Api {
             if precondition.is_some_and(|p| p != rev) {
                 return Err(ApiError::conflict(&rr.res.group_resource(), &name));
             }
-            objects::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref())?;
-            crate::strategy::prepare_update(rr.res, &mut new, &old, rr.sub.as_deref());
-            if rr.res.group.is_empty() && rr.res.kind == "Service" {
-                crate::services::check_update(&old, &mut new)?;
-            }
-            objects::validate_meta(rr.res, &new)?;
-            crate::strategy::validate(rr.res, &new, Some(&old))?;
-            match self.write(rr, &name, new, rev, q.get("dryRun") == Some("All")).await {
+            match self.replace_checked(rr, &name, new, &old, rev, q).await {
                 Err(e) if e.reason == "Conflict" => continue,
                 other => return other,
             }
