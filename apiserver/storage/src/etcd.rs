@@ -182,6 +182,15 @@ impl EtcdStore {
         self.members.call(idempotent, op).await
     }
 
+    /// A write transaction (never retried on another member once sent: see `Members::call`).
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.call(false, |c| {
+            let txn = txn.clone();
+            async move { c.kv_client().txn(txn).await }
+        })
+        .await
+    }
+
     fn full(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
     }
@@ -355,12 +364,7 @@ impl Store for EtcdStore {
             value.to_vec(),
             put,
         )]);
-        let resp = self
-            .call(false, |c| {
-                let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
-            })
-            .await?;
+        let resp = self.txn(txn).await?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists { key: key.into() });
         }
@@ -385,12 +389,7 @@ impl Store for EtcdStore {
                 put.map(|p| p.with_prev_key()).or(Some(PutOptions::new().with_prev_key())),
             )])
             .or_else([TxnOp::get(full, None)]);
-        let resp = self
-            .call(false, |c| {
-                let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
-            })
-            .await?;
+        let resp = self.txn(txn).await?;
         if !resp.succeeded() {
             return Err(self.conflict_from(key, resp.op_responses().as_slice()));
         }
@@ -416,12 +415,7 @@ impl Store for EtcdStore {
                 .or_else([TxnOp::get(full, None)]),
             None => Txn::new().and_then([del]),
         };
-        let resp = self
-            .call(false, |c| {
-                let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
-            })
-            .await?;
+        let resp = self.txn(txn).await?;
         if !resp.succeeded() {
             return Err(self.conflict_from(key, resp.op_responses().as_slice()));
         }
