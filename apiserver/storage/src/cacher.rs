@@ -85,6 +85,7 @@ struct Shared {
 /// A cache of every object under one prefix; see the module docs.
 pub struct WatchCache {
     shared: Arc<Shared>,
+    store: Arc<dyn Store>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -162,8 +163,8 @@ impl WatchCache {
             }),
             revision,
         });
-        let task = tokio::spawn(run(store, shared.clone()));
-        WatchCache { shared, task }
+        let task = tokio::spawn(run(store.clone(), shared.clone()));
+        WatchCache { shared, store, task }
     }
 
     /// The cache's current revision (`None` while it is (re)listing).
@@ -173,20 +174,66 @@ impl WatchCache {
 
     /// Waits until the cache is ready and at least at `min_revision`.
     async fn wait_for(&self, min_revision: Revision) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + self.shared.options.freshness_timeout;
         let mut rx = self.shared.revision.subscribe();
-        let result = tokio::time::timeout(
-            self.shared.options.freshness_timeout,
-            rx.wait_for(|rev| rev.is_some_and(|r| r >= min_revision)),
-        )
-        .await
-        .map(|r| r.map(|_| ()));
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(StoreError::Unavailable("watch cache stopped".into())),
-            Err(_) => {
-                Err(StoreError::FutureRevision { requested: min_revision, current: self.revision().unwrap_or(0) })
+        loop {
+            let wait = rx.wait_for(|rev| rev.is_some_and(|r| r >= min_revision));
+            match tokio::time::timeout(Duration::from_millis(100), wait).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(_)) => return Err(StoreError::Unavailable("watch cache stopped".into())),
+                Err(_) => {}
+            }
+            // The store's revision moves with writes to every resource; this cache only sees its own
+            // prefix's events. When nothing under the prefix changed up to `min_revision`, the cache is
+            // already that fresh.
+            if self.advance_if_unchanged(min_revision).await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::FutureRevision {
+                    requested: min_revision,
+                    current: self.revision().unwrap_or(0),
+                });
             }
         }
+    }
+
+    /// Moves the cache's revision to `target` when the store's state of this prefix at `target` is exactly
+    /// what the cache holds (no event under the prefix between the two revisions). Returns whether the
+    /// cache is now at least at `target`.
+    async fn advance_if_unchanged(&self, target: Revision) -> Result<bool, StoreError> {
+        let Some(seen) = self.revision() else { return Ok(false) };
+        if seen >= target {
+            return Ok(true);
+        }
+        if self.store.current_revision().await? < target {
+            return Ok(false);
+        }
+        let list = match self
+            .store
+            .list(&self.shared.prefix, ListOptions { revision: Some(target), ..Default::default() })
+            .await
+        {
+            Ok(l) => l,
+            Err(StoreError::Compacted { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut state = self.shared.state.lock().unwrap();
+        if state.revision != seen {
+            // Events arrived meanwhile; the caller waits for them instead.
+            return Ok(state.revision >= target);
+        }
+        let same = list.items.len() == state.objects.len()
+            && list
+                .items
+                .iter()
+                .all(|kv| state.objects.get(&kv.key).is_some_and(|o| o.mod_revision == kv.mod_revision));
+        if same {
+            state.revision = target;
+            drop(state);
+            self.shared.revision.send_replace(Some(target));
+        }
+        Ok(same)
     }
 
     /// Every object under `prefix` (within the cache's prefix), in key order, at a revision no older than

@@ -377,6 +377,18 @@ async fn watch_cache_serves_lists_and_watches(s: Arc<dyn Store>) {
     // Only 5 events of history: resuming from before them is "too old" (410).
     let err = cache.watch("/pods/", true, WatchStart::After(a.mod_revision)).await.unwrap_err();
     assert!(err.is_compacted(), "{err:?}");
+    // Writes elsewhere move the store's revision without events under this prefix; the cache still
+    // serves that revision (a client that listed from storage then watches from that revision).
+    let elsewhere = s.create("/configmaps/ns/other", v("x"), None).await.unwrap();
+    let (items, at) = cache.list("/pods/", elsewhere.mod_revision).await.unwrap();
+    assert!(at >= elsewhere.mod_revision);
+    assert_eq!(items.len(), 12);
+    let mut from_storage_rv = cache.watch("/pods/", true, WatchStart::After(elsewhere.mod_revision)).await.unwrap();
+    let later = s.create("/pods/ns/later", v("l"), None).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), from_storage_rv.next()).await.unwrap().unwrap().unwrap().kv,
+        later
+    );
     // A revision beyond anything the store has times out like upstream's "Too large resource version".
     let err = cache.list("/pods/", rev + 10_000).await.unwrap_err();
     assert!(matches!(err, StoreError::FutureRevision { .. }), "{err:?}");
