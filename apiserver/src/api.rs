@@ -290,6 +290,30 @@ impl Api {
     /// storage, paginated with `limit`/`continue`.
     pub async fn list(&self, rr: &ResourceRequest<'_>, q: &Query) -> Result<(Vec<Value>, Value), ApiError> {
         let (labels, fields) = self.selectors(rr.res, q)?;
+        let unfiltered = labels.is_empty() && fields.is_empty();
+        self.list_with(rr, q, unfiltered, |kv| {
+            let obj = decode_object(rr.res, kv)?;
+            Ok(Self::matches(rr.res, &obj, &labels, &fields).then_some(obj))
+        })
+        .await
+    }
+
+    /// A list whose items are the stored bytes, for responses that need no selector, conversion or
+    /// other per-object work: each item is spliced (top level and metadata only) instead of decoded
+    /// and encoded whole.
+    pub async fn list_raw(&self, rr: &ResourceRequest<'_>, q: &Query) -> Result<(Vec<KeyValue>, Value), ApiError> {
+        self.list_with(rr, q, true, |kv| Ok(Some(kv.clone()))).await
+    }
+
+    /// Lists from the watch cache or the store (see [`Api::list`]); `take` decides what each stored item
+    /// becomes, or drops it.
+    async fn list_with<T>(
+        &self,
+        rr: &ResourceRequest<'_>,
+        q: &Query,
+        unfiltered: bool,
+        mut take: impl FnMut(&KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<(Vec<T>, Value), ApiError> {
         let prefix = self.list_key(rr);
         let rv = q.get("resourceVersion").unwrap_or("");
         let rv_match = q.get("resourceVersionMatch").unwrap_or("");
@@ -301,10 +325,7 @@ impl Api {
             let (kvs, rev) = self.cache(rr.res).list(&prefix, min).await.map_err(|e| store_error(e, rr.res, ""))?;
             let mut items = Vec::new();
             for kv in &kvs {
-                let obj = decode_object(rr.res, kv)?;
-                if Self::matches(rr.res, &obj, &labels, &fields) {
-                    items.push(obj);
-                }
+                items.extend(take(kv)?);
             }
             return Ok((items, json!({"resourceVersion": rev.to_string()})));
         }
@@ -331,10 +352,7 @@ impl Api {
                 })?;
             revision = Some(page.revision);
             for kv in &page.items {
-                let obj = decode_object(rr.res, kv)?;
-                if Self::matches(rr.res, &obj, &labels, &fields) {
-                    items.push(obj);
-                }
+                items.extend(take(kv)?);
             }
             meta_out["resourceVersion"] = json!(page.revision.to_string());
             match (page.more, limit) {
@@ -346,7 +364,7 @@ impl Api {
                 (true, _) => {
                     let last = &page.items.last().expect("more implies items").key;
                     meta_out["continue"] = json!(encode_continue(last, &prefix, page.revision));
-                    if labels.is_empty() && fields.is_empty() {
+                    if unfiltered {
                         meta_out["remainingItemCount"] = json!(page.remaining);
                     }
                     break;
@@ -847,6 +865,38 @@ pub fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta(obj).clone()})
 }
 
+/// The JSON list of `kvs` built from the stored bytes: identical to [`list_object`] over decoded items
+/// (keys in the same sorted order) without decoding anything below `metadata`.
+pub fn raw_list_body(res: &Resource, kvs: &[KeyValue], list_meta: &Value) -> Result<Vec<u8>, ApiError> {
+    use serde_json::value::RawValue;
+    let mut out = Vec::with_capacity(kvs.iter().map(|kv| kv.value.len() + 32).sum::<usize>() + 256);
+    out.extend_from_slice(br#"{"apiVersion":"#);
+    serde_json::to_writer(&mut out, &res.api_version()).expect("json");
+    out.extend_from_slice(br#","items":["#);
+    for (i, kv) in kvs.iter().enumerate() {
+        let corrupt = |e: serde_json::Error| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key));
+        let mut top: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(&kv.value).map_err(corrupt)?;
+        top.remove("apiVersion");
+        top.remove("kind");
+        let mut m: serde_json::Map<String, Value> = match top.get("metadata") {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(corrupt)?,
+            None => serde_json::Map::new(),
+        };
+        m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        top.insert("metadata".into(), serde_json::value::to_raw_value(&m).map_err(corrupt)?);
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &top).map_err(corrupt)?;
+    }
+    out.extend_from_slice(br#"],"kind":"#);
+    serde_json::to_writer(&mut out, &format!("{}List", res.kind)).expect("json");
+    out.extend_from_slice(br#","metadata":"#);
+    serde_json::to_writer(&mut out, list_meta).expect("json");
+    out.extend_from_slice(b"}\n");
+    Ok(out)
+}
+
 /// Builds the list object upstream returns (`<Kind>List`, items without their own kind/apiVersion).
 pub fn list_object(res: &Resource, items: Vec<Value>, list_meta: Value) -> Value {
     let items: Vec<Value> = items
@@ -864,3 +914,44 @@ pub fn list_object(res: &Resource, items: Vec<Value>, list_meta: Value) -> Value
 
 pub use discovery::route_discovery;
 pub use tables::table;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn raw_list_is_byte_identical_to_the_decoded_list() {
+        let registry = Registry::new();
+        let res = registry.find("apps", "v1", "deployments").unwrap();
+        let stored = [
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "b"}, "status": {}}),
+        ];
+        let kvs: Vec<KeyValue> = stored
+            .iter()
+            .enumerate()
+            .map(|(i, o)| KeyValue {
+                key: format!("/deployments/ns/{i}"),
+                value: Bytes::from(serde_json::to_vec(o).unwrap()),
+                create_revision: 5 + i as i64,
+                mod_revision: 7 + i as i64,
+            })
+            .collect();
+        let meta = json!({"resourceVersion": "9", "continue": "abc", "remainingItemCount": 3});
+        let decoded: Vec<Value> = kvs.iter().map(|kv| decode_object(res, kv).unwrap()).collect();
+        let mut expected = serde_json::to_vec(&list_object(res, decoded, meta.clone())).unwrap();
+        expected.push(b'\n');
+        assert_eq!(
+            String::from_utf8(raw_list_body(res, &kvs, &meta).unwrap()).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+        let corrupt = KeyValue {
+            key: "/deployments/ns/x".into(),
+            value: Bytes::from_static(b"{oops"),
+            create_revision: 1,
+            mod_revision: 1,
+        };
+        assert_eq!(raw_list_body(res, &[corrupt], &meta).unwrap_err().code, 500);
+    }
+}

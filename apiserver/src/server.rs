@@ -337,6 +337,21 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
     match (method, rr.name.is_some(), rr.sub.as_deref()) {
         (Method::GET, false, _) if watch => api.watch(&rr, &q, format).await,
         (Method::GET, true, None) if watch => api.watch(&rr, &q, format).await,
+        (Method::GET, false, _)
+            if format == Format::Json
+                && q.get("labelSelector").unwrap_or("").is_empty()
+                && q.get("fieldSelector").unwrap_or("").is_empty()
+                && !crate::strategy::converts(rr.res) =>
+        {
+            let (kvs, list_meta) = api.list_raw(&rr, &q).await?;
+            let body = api::raw_list_body(rr.res, &kvs, &list_meta)?;
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header("Cache-Control", "no-cache, private")
+                .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(Bytes::from(body))))
+                .expect("response builds"))
+        }
         (Method::GET, false, _) => {
             let (items, list_meta) = api.list(&rr, &q).await?;
             Ok(match format {

@@ -536,6 +536,11 @@ fn hpa_v2_to_v1(obj: &mut Value) {
     }
 }
 
+/// Whether `res` is served through a conversion of its stored form.
+pub fn converts(res: &Resource) -> bool {
+    res.group == "events.k8s.io" || (res.group == "autoscaling" && res.version == "v1")
+}
+
 /// Converts an object of `res` into the form stored (its storage version).
 pub fn to_storage(res: &Resource, obj: &mut Value) {
     if res.group == "autoscaling" && res.version == "v1" {
