@@ -680,14 +680,29 @@ impl Api {
             (None, _) => (self.list_key(rr), true),
         };
         let cache = self.cache(rr.res);
-        let mut stream = cache.watch(&key, prefix, start).await.map_err(|e| match e {
-            StoreError::Compacted { requested, compacted } => {
-                ApiError::resource_expired(format!("too old resource version: {requested} ({compacted})"))
+        let expired = |requested: i64, compacted: i64| {
+            ApiError::resource_expired(format!("too old resource version: {requested} ({compacted})"))
+        };
+        type Events = futures::stream::BoxStream<'static, Result<Arc<WatchEvent>, StoreError>>;
+        let (mut stream, initial_count, start_rev): (Events, usize, i64) = match cache.watch(&key, prefix, start).await
+        {
+            Ok(w) => {
+                let initial = if start == WatchStart::InitialState { w.pending_initial() } else { 0 };
+                let rev = w.start_revision;
+                (Box::pin(w), initial, rev)
             }
-            e => store_error(e, rr.res, ""),
-        })?;
-        let initial_count = if start == WatchStart::InitialState { stream.pending_initial() } else { 0 };
-        let start_rev = stream.start_revision;
+            Err(StoreError::Compacted { requested, compacted }) => match start {
+                // Older than this server's cache (it started after the client listed, e.g. through another
+                // API server): the store still has those events unless they were compacted.
+                WatchStart::After(rv) => match self.store.watch(&key, prefix, rv + 1).await {
+                    Ok(s) => (Box::pin(s.map(|r| r.map(Arc::new))), 0, rv),
+                    Err(StoreError::Compacted { requested, compacted }) => return Err(expired(requested, compacted)),
+                    Err(e) => return Err(store_error(e, rr.res, "")),
+                },
+                _ => return Err(expired(requested, compacted)),
+            },
+            Err(e) => return Err(store_error(e, rr.res, "")),
+        };
         let timeout =
             q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or_else(|| {
                 // Upstream randomizes the server-side watch timeout between 1x and 2x --min-request-timeout.

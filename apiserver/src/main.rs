@@ -100,6 +100,11 @@ async fn run(flags: Flags) -> Result<(), String> {
         pki::parse_go_duration(&flags.request_timeout).map_err(|e| format!("--request-timeout: {e}"))?;
     api.limits = server::Limits::new(flags.max_requests_inflight, flags.max_mutating_requests_inflight);
     let api = Arc::new(api);
+    // Every resource's watch cache starts now, before any client lists: a watch from a list's
+    // resourceVersion then always finds the cache at or past it.
+    for res in &api.registry.resources {
+        api.cache(res);
+    }
     {
         let api = api.clone();
         let port = flags.secure_port;

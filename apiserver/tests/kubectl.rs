@@ -701,13 +701,15 @@ fn two_api_servers_share_one_etcd() {
     let mut watch = Command::new(kubectl_bin())
         .arg("--kubeconfig")
         .arg(b.kubeconfig())
-        .args(["get", "cm", "-w", "--request-timeout=20s", "-o", "name"])
+        .args(["get", "cm", "-w", "--request-timeout=90s", "-o", "name"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     a.ok(&["create", "configmap", "from-a", "--from-literal=k=v"]);
+    // Read-your-writes through the other server.
+    assert_eq!(b.ok(&["get", "cm", "from-a", "-o", "jsonpath={.data.k}"]), "v");
     let svc = |name: &str| {
         format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: 80}}]\n")
     };
@@ -740,8 +742,13 @@ fn two_api_servers_share_one_etcd() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let _ = watch.kill();
-    let seen = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).to_string();
-    assert!(seen.contains("configmap/from-a"), "{seen}");
+    let out = watch.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        seen.contains("configmap/from-a"),
+        "watch through B saw {seen:?}; kubectl said {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // B dies: its lease expires and the endpoints drop it.
     let _ = b.child.kill();
     let _ = b.child.wait();
