@@ -55,12 +55,8 @@ impl Server {
                 panic!("kube-apiserver exited with {status}: {log}");
             }
             if std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_ok() {
-                let kc = self.kubeconfig();
-                if kc.exists() {
-                    let out = Command::new(kubectl_bin())
-                        .args(["--kubeconfig", kc.to_str().unwrap(), "get", "--raw", "/readyz"])
-                        .output()
-                        .unwrap();
+                if self.kubeconfig().exists() {
+                    let out = self.kubectl_cmd().args(["get", "--raw", "/readyz"]).output().unwrap();
                     if out.status.success() {
                         return;
                     }
@@ -86,14 +82,15 @@ impl Server {
         }
     }
 
+    /// kubectl pointed at this server.
+    fn kubectl_cmd(&self) -> Command {
+        let mut c = Command::new(kubectl_bin());
+        c.arg("--kubeconfig").arg(self.kubeconfig());
+        c
+    }
+
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(kubectl_bin())
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("kubectl runs")
+        self.kubectl_cmd().args(args).stdin(Stdio::null()).output().expect("kubectl runs")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -228,13 +225,7 @@ fn everyday_workflow(s: &Server) {
     assert_eq!(got("{.spec.template.spec.containers[0].ports[0].containerPort}"), "80");
     let editor = s.file("editor.sh", "#!/bin/sh\nsed -i 's/image: side:1/image: side:2/' \"$1\"\n");
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = Command::new(kubectl_bin())
-        .arg("--kubeconfig")
-        .arg(s.kubeconfig())
-        .args(["edit", "deploy/web"])
-        .env("KUBE_EDITOR", &editor)
-        .output()
-        .unwrap();
+    let out = s.kubectl_cmd().args(["edit", "deploy/web"]).env("KUBE_EDITOR", &editor).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "deployment.apps/web edited\n");
     assert_eq!(got("{.spec.template.spec.containers[*].image}"), "busybox:1.36 side:2");
@@ -484,9 +475,8 @@ fn everyday_workflow(s: &Server) {
     assert!(err.contains(r#"the server doesn't have a resource type "foos""#), "{err}");
 
     // Watch sees a change made while it runs.
-    let mut watch = Command::new(kubectl_bin())
-        .arg("--kubeconfig")
-        .arg(s.kubeconfig())
+    let mut watch = s
+        .kubectl_cmd()
         .args(["get", "cm", "-w", "--request-timeout=8s", "-o", "name"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -698,9 +688,8 @@ fn two_api_servers_share_one_etcd() {
     let a = Server::start(backend("127.0.0.1"));
     let mut b = Server::start_on("127.0.0.2", backend("127.0.0.2"));
     // A watch through B sees an object created through A.
-    let mut watch = Command::new(kubectl_bin())
-        .arg("--kubeconfig")
-        .arg(b.kubeconfig())
+    let mut watch = b
+        .kubectl_cmd()
         .args(["get", "cm", "-w", "--request-timeout=90s", "-o", "name"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
