@@ -8,8 +8,10 @@
 //! assert!(sel.matches(&labels));
 //! ```
 
+pub mod duplicates;
 pub mod fields;
 pub mod labels;
+pub mod managedfields;
 pub mod status;
 pub mod strategicpatch;
 pub mod validation;

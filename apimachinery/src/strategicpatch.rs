@@ -15,12 +15,35 @@ pub struct FieldStrategy {
     pub merge: bool,
     /// `patchMergeKey`, for lists of objects.
     pub merge_key: Option<String>,
+    /// `x-kubernetes-list-type` (and `-list-map-keys`): how field ownership treats the list.
+    pub list: ListType,
+    /// A list without `omitempty` (present, as null, in the Go zero value).
+    pub always_present: bool,
+}
+
+/// `x-kubernetes-list-type`: lists not marked otherwise are atomic (owned as a whole).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ListType {
+    #[default]
+    Atomic,
+    /// Items are scalars owned one by one.
+    Set,
+    /// Items are objects identified by these keys.
+    Map(Vec<&'static str>),
 }
 
 /// Patch metadata of one object type: how each field is patched, and the metadata of its value (for
 /// lists, of its elements).
 pub trait PatchMeta {
     fn field(&self, name: &str) -> (FieldStrategy, Option<Box<dyn PatchMeta + '_>>);
+    /// A map with arbitrary keys (`map[string]T`, e.g. labels) rather than a struct.
+    fn is_map(&self) -> bool {
+        false
+    }
+    /// `x-kubernetes-map-type: atomic`: the object is owned as a whole.
+    fn is_atomic(&self) -> bool {
+        false
+    }
 }
 
 /// Metadata that knows nothing: every list is replaced (a plain JSON merge patch, plus directives).
@@ -221,10 +244,11 @@ mod tests {
     impl PatchMeta for PodMeta {
         fn field(&self, name: &str) -> (FieldStrategy, Option<Box<dyn PatchMeta + '_>>) {
             match name {
-                "containers" => {
-                    (FieldStrategy { merge: true, merge_key: Some("name".into()) }, Some(Box::new(ContainerMeta)))
-                }
-                "finalizers" => (FieldStrategy { merge: true, merge_key: None }, None),
+                "containers" => (
+                    FieldStrategy { merge: true, merge_key: Some("name".into()), ..Default::default() },
+                    Some(Box::new(ContainerMeta)),
+                ),
+                "finalizers" => (FieldStrategy { merge: true, merge_key: None, ..Default::default() }, None),
                 "spec" | "metadata" => (FieldStrategy::default(), Some(Box::new(PodMeta))),
                 _ => (FieldStrategy::default(), None),
             }
@@ -234,7 +258,9 @@ mod tests {
     impl PatchMeta for ContainerMeta {
         fn field(&self, name: &str) -> (FieldStrategy, Option<Box<dyn PatchMeta + '_>>) {
             match name {
-                "ports" => (FieldStrategy { merge: true, merge_key: Some("containerPort".into()) }, None),
+                "ports" => {
+                    (FieldStrategy { merge: true, merge_key: Some("containerPort".into()), ..Default::default() }, None)
+                }
                 _ => (FieldStrategy::default(), None),
             }
         }

@@ -42,6 +42,8 @@ pub struct Api {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: crate::server::Limits,
     pub openapi: apiserver_openapi::Spec,
+    /// `/openapi/v2`, serialized on first request.
+    pub openapi_v2: std::sync::OnceLock<Vec<u8>>,
     /// Service ClusterIP and NodePort ranges (None: no allocation, for tests of the generic machinery).
     pub services: Option<crate::services::ServiceNetwork>,
 }
@@ -90,7 +92,7 @@ pub fn negotiate(headers: &HeaderMap) -> Format {
     Format::Json
 }
 
-fn body_response(code: StatusCode, bytes: Vec<u8>, content_type: &str) -> Response<Body> {
+pub fn body_response(code: StatusCode, bytes: Vec<u8>, content_type: &str) -> Response<Body> {
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, content_type)
@@ -193,6 +195,7 @@ impl Api {
         let openapi = apiserver_openapi::Spec::build(&rows);
         Api {
             openapi,
+            openapi_v2: std::sync::OnceLock::new(),
             services: None,
             metrics,
             limits: crate::server::Limits::new(400, 200),
@@ -376,11 +379,11 @@ impl Api {
     }
 
     pub async fn create(&self, rr: &ResourceRequest<'_>, obj: Value, q: &Query) -> Result<Value, ApiError> {
-        let obj = self.prepare_new(rr, obj).await?;
+        let mut obj = self.prepare_new(rr, obj).await?;
+        self.track_fields(rr, None, &mut obj, q);
         if q.get("dryRun") == Some("All") {
             return Ok(obj);
         }
-        let mut obj = obj;
         let is_service = rr.res.group.is_empty() && rr.res.kind == "Service";
         if is_service {
             // An existing Service is "already exists", not "its IP is taken".
@@ -531,7 +534,52 @@ impl Api {
         }
         objects::validate_meta(rr.res, &new)?;
         crate::strategy::validate(rr.res, &new, Some(old))?;
+        objects::drop_empty_metadata(&mut new);
+        self.track_fields(rr, Some(old), &mut new, q);
         self.write(rr, name, new, rev, q.get("dryRun") == Some("All")).await
+    }
+
+    /// Records the write in `metadata.managedFields` (operation `Update`) for the request's field
+    /// manager. A request that sends managed fields replaces the stored ones with them (`[{}]` clears
+    /// them); one that sends none keeps the stored ones.
+    fn track_fields(&self, rr: &ResourceRequest<'_>, old: Option<&Value>, new: &mut Value, q: &Query) {
+        if rr.sub.as_deref() == Some("binding") {
+            return;
+        }
+        let sent = meta(new).get("managedFields").and_then(Value::as_array).filter(|a| !a.is_empty()).cloned();
+        let base = sent
+            .or_else(|| old.and_then(|o| meta(o).get("managedFields")).and_then(Value::as_array).cloned())
+            .unwrap_or_default();
+        let patch_meta = self.openapi.patch_meta(rr.res.group, rr.res.version, rr.res.kind);
+        let patch_meta: &dyn apimachinery::strategicpatch::PatchMeta = match &patch_meta {
+            Some(m) => m,
+            None => &apimachinery::strategicpatch::NoMeta,
+        };
+        let api_version = if rr.res.group.is_empty() {
+            rr.res.version.to_string()
+        } else {
+            format!("{}/{}", rr.res.group, rr.res.version)
+        };
+        let ignored: &[&str] = match rr.sub.as_deref() {
+            Some("status") => &["spec"],
+            _ if rr.res.subresources.contains(&"status") => &["status"],
+            _ => &[],
+        };
+        let now = objects::now();
+        let w = apimachinery::managedfields::Write {
+            manager: q.get("fieldManager").filter(|m| !m.is_empty()).unwrap_or("kube-apiserver"),
+            api_version: &api_version,
+            subresource: rr.sub.as_deref().unwrap_or(""),
+            time: &now,
+            ignored,
+        };
+        let entries = apimachinery::managedfields::update(&base, old, new, patch_meta, &w);
+        let m = meta_mut(new);
+        if entries.is_empty() {
+            m.remove("managedFields");
+        } else {
+            m.insert("managedFields".into(), Value::Array(entries));
+        }
     }
 
     pub async fn patch(
@@ -600,8 +648,18 @@ impl Api {
             .get("gracePeriodSeconds")
             .and_then(|g| g.parse::<i64>().ok())
             .or_else(|| options.get("gracePeriodSeconds").and_then(Value::as_i64));
+        let policy = crate::strategy::propagation(options, q)?;
+        let accepted = options.get("orphanDependents") == Some(&Value::Bool(false));
         loop {
-            let (obj, rev) = self.read(rr, &name).await?;
+            let (stored, rev) = self.read(rr, &name).await?;
+            let mut obj = stored.clone();
+            if let Some(f) = crate::strategy::gc_finalizers(rr.res, &obj, policy) {
+                if f.is_empty() {
+                    meta_mut(&mut obj).remove("finalizers");
+                } else {
+                    meta_mut(&mut obj).insert("finalizers".into(), Value::Array(f));
+                }
+            }
             if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
                 if meta(&obj).get("uid").and_then(Value::as_str) != Some(uid) {
                     return Err(ApiError::conflict_with(
@@ -643,11 +701,12 @@ impl Api {
                     }
                 }
                 crate::strategy::Deletion::Mark(marked) => {
-                    if meta(&obj).get("deletionTimestamp").is_some() && marked == obj {
-                        return Ok((StatusCode::OK, obj));
+                    let code = if accepted { StatusCode::ACCEPTED } else { StatusCode::OK };
+                    if meta(&stored).get("deletionTimestamp").is_some() && marked == stored {
+                        return Ok((code, stored));
                     }
                     match self.write(rr, &name, marked, rev, dry_run).await {
-                        Ok(v) => return Ok((StatusCode::OK, v)),
+                        Ok(v) => return Ok((code, v)),
                         Err(e) if e.reason == "Conflict" => continue,
                         Err(e) => return Err(e),
                     }

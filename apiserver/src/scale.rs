@@ -79,6 +79,7 @@ pub async fn update_scale(
     }
     let mut h = HeaderMap::new();
     h.insert(http::header::CONTENT_TYPE, "application/merge-patch+json".parse().expect("header"));
+    let parent = ResourceRequest { sub: Some("scale".into()), ..parent };
     api.patch(&parent, &h, &serde_json::to_vec(&patch).expect("json"), q).await
 }
 
@@ -91,6 +92,7 @@ pub async fn bind(api: &Api, rr: &ResourceRequest<'_>, binding: &Value, q: &Quer
     }
     let pod = ResourceRequest { res: rr.res, namespace: rr.namespace.clone(), name: rr.name.clone(), sub: None };
     let current = api.get(&pod, &Query::default()).await?;
+    let pod = ResourceRequest { sub: Some("binding".into()), ..pod };
     if let Some(node) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
         return Err(ApiError::conflict_with(
             &rr.res.group_resource(),

@@ -119,7 +119,13 @@ impl WithMessage for ApiError {
 
 /// `fieldValidation` (default `Warn`, as upstream): unknown fields fail the request under `Strict`, and
 /// come back as `Warning` headers under `Warn`.
-fn field_validation(api: &Api, rr: &ResourceRequest<'_>, obj: &Value, q: &Query) -> Result<Vec<String>, ApiError> {
+fn field_validation(
+    api: &Api,
+    rr: &ResourceRequest<'_>,
+    obj: &Value,
+    raw: &[u8],
+    q: &Query,
+) -> Result<Vec<String>, ApiError> {
     let mode = q.get("fieldValidation").unwrap_or("Warn");
     match mode {
         "Ignore" => return Ok(Vec::new()),
@@ -130,12 +136,18 @@ fn field_validation(api: &Api, rr: &ResourceRequest<'_>, obj: &Value, q: &Query)
         return Ok(Vec::new());
     }
     let res = rr.res;
-    let unknown: Vec<String> = api
+    let mut unknown: Vec<String> = api
         .openapi
         .unknown_fields(res.group, res.version, res.kind, obj)
         .into_iter()
         .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
         .collect();
+    // Duplicate keys can only be seen in the raw JSON (decoding keeps the last one).
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        unknown.extend(
+            apimachinery::duplicates::duplicate_fields(raw).into_iter().map(|f| format!("duplicate field \"{f}\"")),
+        );
+    }
     if mode == "Strict" && !unknown.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
@@ -295,7 +307,20 @@ async fn metrics_response(api: &Api) -> Response<Body> {
 }
 
 async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let q = Query::parse(req.uri().query());
+    let mut q = Query::parse(req.uri().query());
+    match q.get("fieldManager") {
+        Some(m) if m.chars().count() > 128 => {
+            return Err(ApiError::bad_request(format!(
+                "fieldManager: Too long: may not be more than 128 bytes (got {})",
+                m.len()
+            )))
+        }
+        Some(m) if !m.is_empty() => {}
+        _ => {
+            let ua = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            q.0.insert("fieldManager".into(), apimachinery::managedfields::manager_from_user_agent(ua));
+        }
+    }
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let format = negotiate(req.headers());
@@ -306,6 +331,17 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         }
         ["version"] => return Ok(json_response(StatusCode::OK, &version_info(), Format::Json)),
         ["metrics"] => return Ok(metrics_response(api).await),
+        ["openapi", "v2"] => {
+            let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
+            if !accept.split(',').any(|a| {
+                let a = a.split(';').next().unwrap_or("").trim();
+                a == "*/*" || a == "application/json" || a == "application/*"
+            }) {
+                return Err(ApiError::not_acceptable(accept));
+            }
+            let body = api.openapi_v2.get_or_init(|| serde_json::to_vec(&api.openapi.swagger_v2()).expect("json"));
+            return Ok(api::body_response(StatusCode::OK, body.clone(), "application/json"));
+        }
         ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &api.openapi.index(), Format::Json)),
         ["openapi", "v3", rest @ ..] => {
             return Ok(match api.openapi.group_version_doc(&rest.join("/")) {
@@ -392,7 +428,7 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         (Method::POST, false, None) => {
             let (parts, body) = read_body(req).await?;
             let obj = decode_body(&parts.headers, &body)?;
-            let warnings = field_validation(api, &rr, &obj, &q)?;
+            let warnings = field_validation(api, &rr, &obj, &body, &q)?;
             let created = api.create(&rr, obj, &q).await?;
             Ok(with_warnings(json_response(StatusCode::CREATED, &created, format), &warnings))
         }
@@ -414,7 +450,7 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         (Method::PUT, true, _) => {
             let (parts, body) = read_body(req).await?;
             let obj = decode_body(&parts.headers, &body)?;
-            let warnings = field_validation(api, &rr, &obj, &q)?;
+            let warnings = field_validation(api, &rr, &obj, &body, &q)?;
             let updated = api.update(&rr, obj, &q).await?;
             Ok(with_warnings(json_response(StatusCode::OK, &updated, format), &warnings))
         }
@@ -424,7 +460,7 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|c| c.as_bytes().starts_with(b"application/json-patch"));
             let warnings = match serde_json::from_slice::<Value>(&body) {
-                Ok(p) if !is_json_patch => field_validation(api, &rr, &p, &q)?,
+                Ok(p) if !is_json_patch => field_validation(api, &rr, &p, &body, &q)?,
                 _ => Vec::new(),
             };
             let patched = api.patch(&rr, &headers, &body, &q).await?;

@@ -453,6 +453,74 @@ pub fn deletion(res: &Resource, obj: &Value, grace: Option<i64>) -> Deletion {
     Deletion::Mark(marked)
 }
 
+pub const ORPHAN_FINALIZER: &str = "orphan";
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// The dependents policy a delete asked for: `propagationPolicy` or the older `orphanDependents`,
+/// from the body or the query.
+pub fn propagation(options: &Value, q: &crate::api::Query) -> Result<Option<&'static str>, ApiError> {
+    let policy = options
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .or_else(|| q.get("propagationPolicy").map(String::from));
+    let orphan = options
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+    let invalid = |cause| ApiError::invalid("meta.k8s.io", "DeleteOptions", "", vec![cause]);
+    if let (Some(p), Some(_)) = (&policy, orphan) {
+        return Err(invalid(apimachinery::Cause::invalid(
+            "propagationPolicy",
+            &json!(p),
+            "orphanDependents and deletionPropagation cannot be both set",
+        )));
+    }
+    match (policy.as_deref(), orphan) {
+        (Some("Foreground"), _) => Ok(Some("Foreground")),
+        (Some("Background"), _) => Ok(Some("Background")),
+        (Some("Orphan"), _) => Ok(Some("Orphan")),
+        (Some(other), _) => Err(invalid(apimachinery::Cause::not_supported(
+            "propagationPolicy",
+            &json!(other),
+            &["Foreground", "Background", "Orphan"],
+        ))),
+        (None, Some(true)) => Ok(Some("Orphan")),
+        (None, Some(false)) => Ok(Some("Background")),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The finalizers a delete leaves for the garbage collector, as upstream: `orphan` to orphan the
+/// dependents, `foregroundDeletion` to delete them first. Without a policy, a finalizer already there
+/// stands, else the resource's default (orphan for core/v1 ReplicationControllers and batch/v1 Jobs,
+/// background otherwise). `None` when the finalizers stay as they are.
+pub fn gc_finalizers(res: &Resource, obj: &Value, policy: Option<&str>) -> Option<Vec<Value>> {
+    let current: Vec<Value> = meta(obj).get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let has = |f: &str| current.iter().any(|v| v == f);
+    let default_orphan =
+        matches!((res.group, res.version, res.kind), ("", "v1", "ReplicationController") | ("batch", "v1", "Job"));
+    let (orphan, foreground) = match policy {
+        Some("Orphan") => (true, false),
+        Some("Foreground") => (false, true),
+        Some(_) => (false, false),
+        None if has(ORPHAN_FINALIZER) => (true, false),
+        None if has(FOREGROUND_FINALIZER) => (false, true),
+        None => (default_orphan, false),
+    };
+    let mut next: Vec<Value> =
+        current.iter().filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER).cloned().collect();
+    if orphan {
+        next.push(json!(ORPHAN_FINALIZER));
+    }
+    if foreground {
+        next.push(json!(FOREGROUND_FINALIZER));
+    }
+    let as_set =
+        |v: &[Value]| v.iter().filter_map(Value::as_str).map(String::from).collect::<std::collections::BTreeSet<_>>();
+    (as_set(&next) != as_set(&current)).then_some(next)
+}
+
 /// Whether an object marked for deletion may go once its finalizers are gone.
 pub fn deletable_now(res: &Resource, obj: &Value) -> bool {
     !(res.group.is_empty()

@@ -29,11 +29,9 @@ fn age_col() -> Value {
 /// Upstream renders ages as short human durations ("5m", "3d"); the Table carries that text.
 fn age_text(obj: &Value) -> String {
     let ts = age(obj);
-    let Some(s) = ts.as_str() else { return "<unknown>".into() };
-    let parsed = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339);
-    match parsed {
-        Ok(t) => human_duration(time::OffsetDateTime::now_utc() - t),
-        Err(_) => "<unknown>".into(),
+    match ts.as_str() {
+        Some(s) => since(s),
+        None => "<unknown>".into(),
     }
 }
 
@@ -179,6 +177,10 @@ const fn int(name: &'static str) -> Col {
     Col { name, ty: "integer", priority: 0 }
 }
 
+const fn date(name: &'static str) -> Col {
+    Col { name, ty: "date", priority: 0 }
+}
+
 fn spec_for(res: &Resource) -> Vec<Col> {
     match (res.group, res.kind) {
         ("", "Pod") => vec![
@@ -269,7 +271,96 @@ fn spec_for(res: &Resource) -> Vec<Col> {
         ("", "ConfigMap") => vec![c("Name"), int("Data"), c("Age")],
         ("", "Secret") => vec![c("Name"), c("Type"), int("Data"), c("Age")],
         ("", "ServiceAccount") => vec![c("Name"), int("Secrets"), c("Age")],
-        _ => vec![c("Name"), c("Age")],
+        ("batch", "CronJob") => vec![
+            c("Name"),
+            c("Schedule"),
+            c("Timezone"),
+            c("Suspend"),
+            int("Active"),
+            c("Last Schedule"),
+            c("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
+        ("", "PersistentVolumeClaim") => vec![
+            c("Name"),
+            c("Status"),
+            c("Volume"),
+            c("Capacity"),
+            c("Access Modes"),
+            c("StorageClass"),
+            c("VolumeAttributesClass"),
+            c("Age"),
+            wide("VolumeMode"),
+        ],
+        ("", "PersistentVolume") => vec![
+            c("Name"),
+            c("Capacity"),
+            c("Access Modes"),
+            c("Reclaim Policy"),
+            c("Status"),
+            c("Claim"),
+            c("StorageClass"),
+            c("VolumeAttributesClass"),
+            c("Reason"),
+            c("Age"),
+            wide("VolumeMode"),
+        ],
+        ("storage.k8s.io", "StorageClass") => vec![
+            c("Name"),
+            c("Provisioner"),
+            c("ReclaimPolicy"),
+            c("VolumeBindingMode"),
+            c("AllowVolumeExpansion"),
+            c("Age"),
+        ],
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            vec![c("Name"), c("Reference"), c("Targets"), c("MinPods"), int("MaxPods"), int("Replicas"), c("Age")]
+        }
+        ("networking.k8s.io", "Ingress") => vec![c("Name"), c("Class"), c("Hosts"), c("Address"), c("Ports"), c("Age")],
+        ("networking.k8s.io", "IngressClass") => vec![c("Name"), c("Controller"), c("Parameters"), c("Age")],
+        ("networking.k8s.io", "NetworkPolicy") => vec![c("Name"), c("Pod-Selector"), c("Age")],
+        ("networking.k8s.io", "ServiceCIDR") => vec![c("Name"), c("CIDRs"), c("Age")],
+        ("networking.k8s.io", "IPAddress") => vec![c("Name"), c("ParentRef")],
+        ("policy", "PodDisruptionBudget") => {
+            vec![c("Name"), c("Min Available"), c("Max Unavailable"), int("Allowed Disruptions"), c("Age")]
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            vec![c("Name"), int("Value"), c("Global-Default"), c("Age"), c("PreemptionPolicy")]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding") | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            vec![c("Name"), c("Role"), c("Age"), wide("Users"), wide("Groups"), wide("ServiceAccounts")]
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            vec![c("Name"), c("AddressType"), c("Ports"), c("Endpoints"), c("Age")]
+        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            vec![c("Name"), c("Age"), c("SignerName"), c("Requestor"), c("RequestedDuration"), c("Condition")]
+        }
+        ("", "ResourceQuota") => vec![c("Name"), c("Age"), c("Request"), c("Limit")],
+        ("apps", "ControllerRevision") => vec![c("Name"), c("Controller"), int("Revision"), c("Age")],
+        ("node.k8s.io", "RuntimeClass") => vec![c("Name"), c("Handler"), c("Age")],
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
+        | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            vec![c("Name"), int("Webhooks"), c("Age")]
+        }
+        ("storage.k8s.io", "CSIDriver") => vec![
+            c("Name"),
+            c("AttachRequired"),
+            c("PodInfoOnMount"),
+            c("StorageCapacity"),
+            c("TokenRequests"),
+            c("RequiresRepublish"),
+            c("Modes"),
+            c("Age"),
+        ],
+        ("storage.k8s.io", "CSINode") => vec![c("Name"), int("Drivers"), c("Age")],
+        ("storage.k8s.io", "VolumeAttachment") => {
+            vec![c("Name"), c("Attacher"), c("PV"), c("Node"), c("Attached"), c("Age")]
+        }
+        // Upstream's default table (Role, ClusterRole, LimitRange, CRDs, ...).
+        _ => vec![c("Name"), date("Created At")],
     }
 }
 
@@ -278,6 +369,9 @@ fn columns(res: &Resource) -> Vec<Value> {
         .into_iter()
         .map(|col| {
             let format = if col.name == "Name" { "name" } else { "" };
+            if col.ty == "date" {
+                return col_def(col.name, "date", "", "", 0);
+            }
             let mut d = col_def(col.name, col.ty, format, "", col.priority);
             if col.name == "Name" {
                 d = name_col();
@@ -565,8 +659,408 @@ fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
         ("", "ServiceAccount") => {
             vec![n, json!(obj.get("secrets").and_then(Value::as_array).map(Vec::len).unwrap_or(0)), a]
         }
-        _ => vec![n, a],
+        ("batch", "CronJob") => {
+            let (cs, images) = containers_and_images(obj, "/spec/jobTemplate/spec/template/spec");
+            let last = obj.pointer("/status/lastScheduleTime").and_then(Value::as_str).map(since);
+            vec![
+                n,
+                json!(str_at(obj, "/spec/schedule")),
+                json!(none_if_empty(str_at(obj, "/spec/timeZone").to_string())),
+                json!(if obj.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false) {
+                    "True"
+                } else {
+                    "False"
+                }),
+                json!(obj.pointer("/status/active").and_then(Value::as_array).map(Vec::len).unwrap_or(0)),
+                json!(last.unwrap_or_else(|| "<none>".into())),
+                a,
+                json!(cs),
+                json!(images),
+                json!(selector_text(obj.pointer("/spec/jobTemplate/spec/selector"))),
+            ]
+        }
+        ("", "PersistentVolumeClaim") => {
+            let bound = !str_at(obj, "/spec/volumeName").is_empty();
+            let cap = if bound { str_at(obj, "/status/capacity/storage") } else { "" };
+            let modes = if bound { access_modes(obj.pointer("/status/accessModes")) } else { String::new() };
+            let phase =
+                if meta(obj).get("deletionTimestamp").is_some() { "Terminating" } else { str_at(obj, "/status/phase") };
+            vec![
+                n,
+                json!(phase),
+                json!(str_at(obj, "/spec/volumeName")),
+                json!(cap),
+                json!(modes),
+                json!(storage_class(obj)),
+                json!(unset_if_empty(str_at(obj, "/spec/volumeAttributesClassName"))),
+                a,
+                json!(str_at(obj, "/spec/volumeMode")),
+            ]
+        }
+        ("", "PersistentVolume") => {
+            let claim = match obj.pointer("/spec/claimRef") {
+                Some(r) => format!("{}/{}", str_at(r, "/namespace"), str_at(r, "/name")),
+                None => String::new(),
+            };
+            let phase =
+                if meta(obj).get("deletionTimestamp").is_some() { "Terminating" } else { str_at(obj, "/status/phase") };
+            vec![
+                n,
+                json!(str_at(obj, "/spec/capacity/storage")),
+                json!(access_modes(obj.pointer("/spec/accessModes"))),
+                json!(str_at(obj, "/spec/persistentVolumeReclaimPolicy")),
+                json!(phase),
+                json!(claim),
+                json!(storage_class(obj)),
+                json!(unset_if_empty(str_at(obj, "/spec/volumeAttributesClassName"))),
+                json!(str_at(obj, "/status/reason")),
+                a,
+                json!(str_at(obj, "/spec/volumeMode")),
+            ]
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            let default = meta(obj)
+                .get("annotations")
+                .and_then(|a| {
+                    a.get("storageclass.kubernetes.io/is-default-class")
+                        .or_else(|| a.get("storageclass.beta.kubernetes.io/is-default-class"))
+                })
+                .and_then(Value::as_str)
+                == Some("true");
+            let shown = if default { format!("{} (default)", name(obj)) } else { name(obj).to_string() };
+            vec![
+                json!(shown),
+                json!(str_at(obj, "/provisioner")),
+                json!(obj.get("reclaimPolicy").and_then(Value::as_str).unwrap_or("Delete")),
+                json!(obj.get("volumeBindingMode").and_then(Value::as_str).unwrap_or("Immediate")),
+                json!(obj.get("allowVolumeExpansion").and_then(Value::as_bool).unwrap_or(false).to_string()),
+                a,
+            ]
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let r = obj.pointer("/spec/scaleTargetRef").cloned().unwrap_or_default();
+            let reference = format!("{}/{}", str_at(&r, "/kind"), str_at(&r, "/name"));
+            let min = obj.pointer("/spec/minReplicas").and_then(Value::as_i64).map(|m| m.to_string());
+            vec![
+                n,
+                json!(reference),
+                json!(hpa_targets(obj)),
+                json!(min.unwrap_or_else(|| "<unset>".into())),
+                json!(int_at(obj, "/spec/maxReplicas")),
+                json!(int_at(obj, "/status/currentReplicas")),
+                a,
+            ]
+        }
+        ("networking.k8s.io", "Ingress") => {
+            let rules = obj.pointer("/spec/rules").and_then(Value::as_array).cloned().unwrap_or_default();
+            let hosts: Vec<&str> = rules.iter().filter_map(|r| r.get("host").and_then(Value::as_str)).collect();
+            let hosts = if hosts.is_empty() {
+                "*".to_string()
+            } else if hosts.len() > 4 {
+                format!("{} + {} more...", hosts[..4].join(","), hosts.len() - 4)
+            } else {
+                hosts.join(",")
+            };
+            let tls = obj.pointer("/spec/tls").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+            vec![
+                n,
+                json!(obj.pointer("/spec/ingressClassName").and_then(Value::as_str).unwrap_or("<none>")),
+                json!(hosts),
+                json!(load_balancer_addresses(obj.pointer("/status/loadBalancer/ingress"))),
+                json!(if tls { "80, 443" } else { "80" }),
+                a,
+            ]
+        }
+        ("networking.k8s.io", "IngressClass") => {
+            let params = match obj.pointer("/spec/parameters") {
+                Some(p) => {
+                    let group = p.get("apiGroup").and_then(Value::as_str).unwrap_or("");
+                    let kind = str_at(p, "/kind");
+                    let kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+                    format!("{kind}/{}", str_at(p, "/name"))
+                }
+                None => "<none>".into(),
+            };
+            vec![n, json!(str_at(obj, "/spec/controller")), json!(params), a]
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            vec![n, json!(selector_text(obj.pointer("/spec/podSelector"))), a]
+        }
+        ("networking.k8s.io", "ServiceCIDR") => {
+            let cidrs = obj.pointer("/spec/cidrs").and_then(Value::as_array).cloned().unwrap_or_default();
+            let cidrs: Vec<&str> = cidrs.iter().filter_map(Value::as_str).collect();
+            vec![n, json!(cidrs.join(",")), a]
+        }
+        ("networking.k8s.io", "IPAddress") => {
+            let p = obj.pointer("/spec/parentRef").cloned().unwrap_or_default();
+            let group = str_at(&p, "/group");
+            let res = if group.is_empty() {
+                str_at(&p, "/resource").to_string()
+            } else {
+                format!("{}.{group}", str_at(&p, "/resource"))
+            };
+            vec![n, json!(format!("{res}/{}/{}", str_at(&p, "/namespace"), str_at(&p, "/name")))]
+        }
+        ("policy", "PodDisruptionBudget") => {
+            let show = |p: &str| match obj.pointer(p) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => "N/A".into(),
+            };
+            vec![
+                n,
+                json!(show("/spec/minAvailable")),
+                json!(show("/spec/maxUnavailable")),
+                json!(int_at(obj, "/status/disruptionsAllowed")),
+                a,
+            ]
+        }
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            n,
+            json!(int_at(obj, "/value")),
+            json!(obj.get("globalDefault").and_then(Value::as_bool).unwrap_or(false).to_string()),
+            a,
+            json!(obj.get("preemptionPolicy").and_then(Value::as_str).unwrap_or("PreemptLowerPriority")),
+        ],
+        ("rbac.authorization.k8s.io", "RoleBinding") | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            let subjects = obj.get("subjects").and_then(Value::as_array).cloned().unwrap_or_default();
+            let of = |kind: &str| {
+                subjects
+                    .iter()
+                    .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+                    .map(|s| {
+                        if kind == "ServiceAccount" {
+                            format!("{}/{}", str_at(s, "/namespace"), str_at(s, "/name"))
+                        } else {
+                            str_at(s, "/name").to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                n,
+                json!(format!("{}/{}", str_at(obj, "/roleRef/kind"), str_at(obj, "/roleRef/name"))),
+                a,
+                json!(of("User")),
+                json!(of("Group")),
+                json!(of("ServiceAccount")),
+            ]
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            let ports = obj.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ports: Vec<String> = ports
+                .iter()
+                .map(|p| p.get("port").map(|v| v.to_string()).unwrap_or_else(|| "<unset>".into()))
+                .collect();
+            let ports = if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") };
+            let mut addrs = Vec::new();
+            for e in obj.get("endpoints").and_then(Value::as_array).cloned().unwrap_or_default() {
+                for a in e.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default() {
+                    addrs.push(a.as_str().unwrap_or("").to_string());
+                }
+            }
+            let eps = if addrs.len() > 3 {
+                format!("{} + {} more...", addrs[..3].join(","), addrs.len() - 3)
+            } else if addrs.is_empty() {
+                "<unset>".into()
+            } else {
+                addrs.join(",")
+            };
+            vec![n, json!(str_at(obj, "/addressType")), json!(ports), json!(eps), a]
+        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            let conds = obj.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut parts: Vec<String> = conds.iter().map(|c| str_at(c, "/type").to_string()).collect();
+            if obj.pointer("/status/certificate").and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+                parts.push("Issued".into());
+            }
+            let cond = if parts.is_empty() { "Pending".to_string() } else { parts.join(",") };
+            let dur = obj
+                .pointer("/spec/expirationSeconds")
+                .and_then(Value::as_i64)
+                .map(|s| human_duration(time::Duration::seconds(s)))
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                n,
+                a,
+                json!(str_at(obj, "/spec/signerName")),
+                json!(str_at(obj, "/spec/username")),
+                json!(dur),
+                json!(cond),
+            ]
+        }
+        ("", "ResourceQuota") => {
+            let used = obj.pointer("/status/used").cloned().unwrap_or_default();
+            let hard = obj.pointer("/status/hard").and_then(Value::as_object).cloned().unwrap_or_default();
+            let (mut req, mut lim) = (Vec::new(), Vec::new());
+            for (k, h) in &hard {
+                let u = used.get(k).and_then(Value::as_str).unwrap_or("0");
+                let text = format!("{k}: {u}/{}", h.as_str().unwrap_or(""));
+                if k.starts_with("limits.") {
+                    lim.push(text);
+                } else {
+                    req.push(text);
+                }
+            }
+            vec![n, a, json!(req.join(", ")), json!(lim.join(", "))]
+        }
+        ("apps", "ControllerRevision") => {
+            let owner = meta(obj)
+                .get("ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|o| o.iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true)))
+                .map(|r| {
+                    let api = str_at(r, "/apiVersion");
+                    let group = api.split_once('/').map(|(g, _)| g).unwrap_or("");
+                    let kind = str_at(r, "/kind").to_lowercase();
+                    let kind = if group.is_empty() { kind } else { format!("{kind}.{group}") };
+                    format!("{kind}/{}", str_at(r, "/name"))
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![n, json!(owner), json!(int_at(obj, "/revision")), a]
+        }
+        ("node.k8s.io", "RuntimeClass") => vec![n, json!(str_at(obj, "/handler")), a],
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
+        | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            vec![n, json!(obj.get("webhooks").and_then(Value::as_array).map(Vec::len).unwrap_or(0)), a]
+        }
+        ("storage.k8s.io", "CSIDriver") => {
+            let b = |p: &str, d: bool| json!(obj.pointer(p).and_then(Value::as_bool).unwrap_or(d).to_string());
+            let tokens = obj.pointer("/spec/tokenRequests").and_then(Value::as_array).cloned().unwrap_or_default();
+            let tokens: Vec<String> = tokens
+                .iter()
+                .map(|t| {
+                    let aud = str_at(t, "/audience");
+                    let aud = if aud.is_empty() { "<api-server-audience>" } else { aud };
+                    match t.get("expirationSeconds").and_then(Value::as_i64) {
+                        Some(s) => format!("{aud}:{}", human_duration(time::Duration::seconds(s))),
+                        None => aud.to_string(),
+                    }
+                })
+                .collect();
+            let modes =
+                obj.pointer("/spec/volumeLifecycleModes").and_then(Value::as_array).cloned().unwrap_or_default();
+            let modes: Vec<&str> = modes.iter().filter_map(Value::as_str).collect();
+            vec![
+                n,
+                b("/spec/attachRequired", true),
+                b("/spec/podInfoOnMount", false),
+                b("/spec/storageCapacity", false),
+                json!(if tokens.is_empty() { "<unset>".into() } else { tokens.join(",") }),
+                b("/spec/requiresRepublish", false),
+                json!(modes.join(",")),
+                a,
+            ]
+        }
+        ("storage.k8s.io", "CSINode") => {
+            vec![n, json!(obj.pointer("/spec/drivers").and_then(Value::as_array).map(Vec::len).unwrap_or(0)), a]
+        }
+        ("storage.k8s.io", "VolumeAttachment") => vec![
+            n,
+            json!(str_at(obj, "/spec/attacher")),
+            json!(str_at(obj, "/spec/source/persistentVolumeName")),
+            json!(str_at(obj, "/spec/nodeName")),
+            json!(obj.pointer("/status/attached").and_then(Value::as_bool).unwrap_or(false).to_string()),
+            a,
+        ],
+        _ => vec![n, age(obj)],
     }
+}
+
+fn since(ts: &str) -> String {
+    match time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => human_duration(time::OffsetDateTime::now_utc() - t),
+        Err(_) => "<unknown>".into(),
+    }
+}
+
+/// kubectl's short access-mode names (`RWO,ROX`).
+fn access_modes(modes: Option<&Value>) -> String {
+    let modes = modes.and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for (long, short) in
+        [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")]
+    {
+        if modes.iter().any(|m| m == long) {
+            out.push(short);
+        }
+    }
+    out.join(",")
+}
+
+fn storage_class(obj: &Value) -> String {
+    obj.pointer("/spec/storageClassName")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            meta(obj)
+                .get("annotations")
+                .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class"))
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+fn unset_if_empty(s: &str) -> String {
+    if s.is_empty() {
+        "<unset>".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn load_balancer_addresses(ingress: Option<&Value>) -> String {
+    let list = ingress.and_then(Value::as_array).cloned().unwrap_or_default();
+    list.iter()
+        .filter_map(|i| i.get("ip").or_else(|| i.get("hostname")).and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The HPA `Targets` column: `cpu: 40%/80%` for each metric, `<unknown>` before the first reading.
+fn hpa_targets(obj: &Value) -> String {
+    let metrics = obj.pointer("/spec/metrics").and_then(Value::as_array).cloned().unwrap_or_default();
+    let current = obj.pointer("/status/currentMetrics").and_then(Value::as_array).cloned().unwrap_or_default();
+    if metrics.is_empty() {
+        return "<none>".into();
+    }
+    let mut parts = Vec::new();
+    for (i, m) in metrics.iter().enumerate() {
+        if str_at(m, "/type") == "Resource" {
+            let name = str_at(m, "/resource/name");
+            let target = &m["resource"]["target"];
+            let (cur, tgt) = match target.get("averageUtilization").and_then(Value::as_i64) {
+                Some(u) => (
+                    current
+                        .get(i)
+                        .and_then(|c| c.pointer("/resource/current/averageUtilization"))
+                        .and_then(Value::as_i64)
+                        .map(|c| format!("{c}%"))
+                        .unwrap_or_else(|| "<unknown>".into()),
+                    format!("{u}%"),
+                ),
+                None => (
+                    current
+                        .get(i)
+                        .and_then(|c| c.pointer("/resource/current/averageValue"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("<unknown>")
+                        .to_string(),
+                    str_at(target, "/averageValue").to_string(),
+                ),
+            };
+            parts.push(format!("{name}: {cur}/{tgt}"));
+        } else {
+            parts.push("<unknown>/<unknown>".into());
+        }
+    }
+    if parts.len() > 2 {
+        let more = parts.len() - 2;
+        parts.truncate(2);
+        return format!("{} + {more} more...", parts.join(", "));
+    }
+    parts.join(", ")
 }
 
 /// A `meta.k8s.io/v1 Table` of `objects`; `include_object` as upstream's `includeObject` (None, Metadata,

@@ -124,6 +124,90 @@ const PATCH_STRATEGIES: &[(&str, &str, &str, Option<&str>)] = &[
     ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus", "conditions", "merge", Some("type")),
 ];
 
+/// Upstream's `+listType` markers (`x-kubernetes-list-type`, `-list-map-keys`): (definition, field,
+/// type, map keys). Lists not named here are atomic. Field ownership (managedFields) follows them.
+const LIST_TYPES: &[(&str, &str, &str, &[&str])] = &[
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers", "set", &[]),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "map", &["uid"]),
+    ("io.k8s.api.core.v1.PodSpec", "volumes", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "initContainers", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "containers", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "hostAliases", "map", &["ip"]),
+    ("io.k8s.api.core.v1.PodSpec", "tolerations", "atomic", &[]),
+    ("io.k8s.api.core.v1.PodSpec", "readinessGates", "atomic", &[]),
+    ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "map", &["topologyKey", "whenUnsatisfiable"]),
+    ("io.k8s.api.core.v1.PodSpec", "resourceClaims", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", "map", &["name"]),
+    ("io.k8s.api.core.v1.Container", "command", "atomic", &[]),
+    ("io.k8s.api.core.v1.Container", "args", "atomic", &[]),
+    ("io.k8s.api.core.v1.Container", "ports", "map", &["containerPort", "protocol"]),
+    ("io.k8s.api.core.v1.Container", "envFrom", "atomic", &[]),
+    ("io.k8s.api.core.v1.Container", "env", "map", &["name"]),
+    ("io.k8s.api.core.v1.Container", "resizePolicy", "atomic", &[]),
+    ("io.k8s.api.core.v1.Container", "volumeMounts", "map", &["mountPath"]),
+    ("io.k8s.api.core.v1.Container", "volumeDevices", "map", &["devicePath"]),
+    ("io.k8s.api.core.v1.EphemeralContainer", "env", "map", &["name"]),
+    ("io.k8s.api.core.v1.EphemeralContainer", "volumeMounts", "map", &["mountPath"]),
+    ("io.k8s.api.core.v1.EphemeralContainer", "volumeDevices", "map", &["devicePath"]),
+    ("io.k8s.api.core.v1.PodStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.PodStatus", "podIPs", "map", &["ip"]),
+    ("io.k8s.api.core.v1.PodStatus", "hostIPs", "atomic", &[]),
+    ("io.k8s.api.core.v1.PodStatus", "containerStatuses", "atomic", &[]),
+    ("io.k8s.api.core.v1.PodStatus", "initContainerStatuses", "atomic", &[]),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", "map", &["port", "protocol"]),
+    ("io.k8s.api.core.v1.ServiceSpec", "clusterIPs", "atomic", &[]),
+    ("io.k8s.api.core.v1.ServiceSpec", "externalIPs", "atomic", &[]),
+    ("io.k8s.api.core.v1.ServiceSpec", "ipFamilies", "atomic", &[]),
+    ("io.k8s.api.core.v1.ServiceSpec", "loadBalancerSourceRanges", "atomic", &[]),
+    ("io.k8s.api.core.v1.ServiceStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", "set", &[]),
+    ("io.k8s.api.core.v1.NodeSpec", "taints", "atomic", &[]),
+    ("io.k8s.api.core.v1.NodeStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.NodeStatus", "addresses", "map", &["type"]),
+    ("io.k8s.api.core.v1.NodeStatus", "images", "atomic", &[]),
+    ("io.k8s.api.core.v1.NodeStatus", "volumesInUse", "atomic", &[]),
+    ("io.k8s.api.core.v1.NamespaceSpec", "finalizers", "atomic", &[]),
+    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimSpec", "accessModes", "atomic", &[]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.ReplicationControllerStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.apps.v1.StatefulSetSpec", "volumeClaimTemplates", "atomic", &[]),
+    ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions", "atomic", &[]),
+    ("io.k8s.api.batch.v1.CronJobStatus", "active", "atomic", &[]),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec", "metrics", "atomic", &[]),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.discovery.v1.EndpointSlice", "endpoints", "atomic", &[]),
+    ("io.k8s.api.discovery.v1.EndpointSlice", "ports", "atomic", &[]),
+];
+
+/// Upstream's `+structType=atomic` types (`x-kubernetes-map-type: atomic`): owned as a whole.
+const ATOMIC_STRUCTS: &[&str] = &[
+    "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
+    "io.k8s.api.core.v1.NodeSelector",
+    "io.k8s.api.core.v1.NodeSelectorTerm",
+    "io.k8s.api.core.v1.ObjectReference",
+    "io.k8s.api.core.v1.LocalObjectReference",
+    "io.k8s.api.core.v1.TypedLocalObjectReference",
+    "io.k8s.api.core.v1.ConfigMapKeySelector",
+    "io.k8s.api.core.v1.SecretKeySelector",
+    "io.k8s.api.core.v1.ObjectFieldSelector",
+    "io.k8s.api.core.v1.ResourceFieldSelector",
+    "io.k8s.api.core.v1.ConfigMapEnvSource",
+    "io.k8s.api.core.v1.SecretEnvSource",
+    "io.k8s.api.core.v1.TopologySelectorTerm",
+];
+
+fn list_type(def: &str, field: &str) -> Option<(&'static str, &'static [&'static str])> {
+    LIST_TYPES.iter().find(|(d, f, _, _)| *d == def && *f == field).map(|(_, _, t, k)| (*t, *k))
+}
+
 fn patch_strategy(def: &str, field: &str) -> Option<(&'static str, Option<&'static str>)> {
     PATCH_STRATEGIES.iter().find(|(d, f, _, _)| *d == def && *f == field).map(|(_, _, s, k)| (*s, *k))
 }
@@ -175,8 +259,18 @@ impl apimachinery::strategicpatch::PatchMeta for SchemaPatchMeta<'_> {
             .map(|(s, k)| apimachinery::strategicpatch::FieldStrategy {
                 merge: s.contains("merge"),
                 merge_key: k.map(String::from),
+                ..Default::default()
             })
             .unwrap_or_default();
+        let mut strategy = strategy;
+        if let Some((t, keys)) = self.def.and_then(|d| list_type(d, name)) {
+            strategy.list = match t {
+                "map" => apimachinery::strategicpatch::ListType::Map(keys.to_vec()),
+                "set" => apimachinery::strategicpatch::ListType::Set,
+                _ => apimachinery::strategicpatch::ListType::Atomic,
+            };
+        }
+        strategy.always_present = self.def == Some("io.k8s.api.core.v1.PodSpec") && name == "containers";
         let child = match self.schema.get("properties").and_then(|p| p.get(name)) {
             Some(prop) => {
                 let resolved = SchemaPatchMeta::at(self.schemas, prop, None);
@@ -193,6 +287,14 @@ impl apimachinery::strategicpatch::PatchMeta for SchemaPatchMeta<'_> {
                 .map(|a| SchemaPatchMeta::at(self.schemas, a, None)),
         };
         (strategy, child.map(|c| Box::new(c) as Box<dyn apimachinery::strategicpatch::PatchMeta + '_>))
+    }
+
+    fn is_map(&self) -> bool {
+        self.schema.get("properties").is_none() && self.schema.get("additionalProperties").is_some_and(Value::is_object)
+    }
+
+    fn is_atomic(&self) -> bool {
+        self.def.is_some_and(|d| ATOMIC_STRUCTS.contains(&d))
     }
 }
 
@@ -217,6 +319,26 @@ fn gv_path(group: &str, version: &str) -> String {
 
 fn param(name: &str, location: &str, description: &str) -> Value {
     json!({"name": name, "in": location, "description": description, "schema": {"type": "string", "uniqueItems": true}})
+}
+
+/// v3 parameters (`schema: {type}`) as v2 ones (`type` inline).
+fn v2_params(v: &Value) -> Value {
+    let list = v.as_array().cloned().unwrap_or_default();
+    Value::Array(
+        list.into_iter()
+            .map(|mut p| {
+                if let Some(Value::Object(schema)) = p.as_object_mut().and_then(|o| o.remove("schema")) {
+                    for (k, v) in schema {
+                        p[k] = v;
+                    }
+                }
+                if p.get("in").and_then(Value::as_str) == Some("path") {
+                    p["required"] = json!(true);
+                }
+                p
+            })
+            .collect(),
+    )
 }
 
 fn gvk_ext(group: &str, version: &str, kind: &str) -> Value {
@@ -317,6 +439,21 @@ impl Spec {
                     }
                 }
             }
+            for (def, field, list_type, keys) in LIST_TYPES {
+                if let Some(Value::Object(prop)) =
+                    schemas.get_mut(*def).and_then(|s| s.pointer_mut(&format!("/properties/{field}")))
+                {
+                    prop.insert("x-kubernetes-list-type".into(), json!(list_type));
+                    if !keys.is_empty() {
+                        prop.insert("x-kubernetes-list-map-keys".into(), json!(keys));
+                    }
+                }
+            }
+            for def in ATOMIC_STRUCTS {
+                if let Some(Value::Object(s)) = schemas.get_mut(*def) {
+                    s.insert("x-kubernetes-map-type".into(), json!("atomic"));
+                }
+            }
             for (def, group, version, kind) in named {
                 if let Some(Value::Object(s)) = schemas.get_mut(&def) {
                     s.insert("x-kubernetes-group-version-kind".into(), gvk_ext(group, version, kind));
@@ -347,6 +484,77 @@ impl Spec {
             })
             .collect();
         json!({"paths": paths})
+    }
+
+    /// `/openapi/v2`: one Swagger 2.0 document with every group-version's paths and definitions, converted
+    /// from the v3 documents (parameters carry their type inline, bodies are `body` parameters).
+    pub fn swagger_v2(&self) -> Value {
+        let mut paths = Map::new();
+        let mut definitions = Map::new();
+        for doc in self.docs.values() {
+            let text =
+                serde_json::to_string(doc).unwrap_or_default().replace("#/components/schemas/", "#/definitions/");
+            let doc: Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some(Value::Object(s)) = doc.pointer("/components/schemas") {
+                definitions.extend(s.clone());
+            }
+            let Some(Value::Object(ps)) = doc.get("paths") else { continue };
+            for (path, item) in ps {
+                let Value::Object(item) = item else { continue };
+                let mut out = Map::new();
+                for (k, v) in item {
+                    if k == "parameters" {
+                        out.insert(k.clone(), v2_params(v));
+                        continue;
+                    }
+                    let mut op = v.clone();
+                    if let Some(params) = v.get("parameters") {
+                        op["parameters"] = v2_params(params);
+                    }
+                    if matches!(k.as_str(), "post" | "put" | "patch") {
+                        let schema = v.pointer("/responses/200/content/application~1json/schema").cloned();
+                        let mut params = op.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
+                        params.insert(0, json!({"name": "body", "in": "body", "required": true, "schema": schema.unwrap_or(json!({"type": "object"}))}));
+                        op["parameters"] = Value::Array(params);
+                        op["consumes"] = if k == "patch" {
+                            json!([
+                                "application/json-patch+json",
+                                "application/merge-patch+json",
+                                "application/strategic-merge-patch+json"
+                            ])
+                        } else {
+                            json!(["*/*"])
+                        };
+                    }
+                    if let Some(Value::Object(responses)) = v.get("responses") {
+                        let converted: Map<String, Value> = responses
+                            .iter()
+                            .map(|(code, r)| {
+                                let mut out =
+                                    json!({"description": r.get("description").cloned().unwrap_or(json!(code))});
+                                if let Some(schema) = r.pointer("/content/application~1json/schema") {
+                                    out["schema"] = schema.clone();
+                                }
+                                (code.clone(), out)
+                            })
+                            .collect();
+                        op["responses"] = Value::Object(converted);
+                    }
+                    op["produces"] = json!(["application/json", "application/yaml"]);
+                    op["schemes"] = json!(["https"]);
+                    out.insert(k.clone(), op);
+                }
+                paths.insert(path.clone(), Value::Object(out));
+            }
+        }
+        json!({
+            "swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": "v1.35.0"},
+            "paths": paths,
+            "definitions": definitions,
+            "securityDefinitions": {"BearerToken": {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"}},
+            "security": [{"BearerToken": []}],
+        })
     }
 
     /// `/openapi/v3/<path>`.
@@ -492,5 +700,82 @@ mod tests {
             s.unknown_fields("apps", "v1", "Deployment", &dep),
             vec![".spec.template.spec.containers[0].imagePolicy"]
         );
+    }
+
+    #[test]
+    fn list_types_and_atomic_structs_are_published() {
+        let s = spec();
+        let doc = s.group_version_doc("apis/apps/v1").unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let ports = &schemas["io.k8s.api.core.v1.Container"]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-list-type"], "map");
+        assert_eq!(ports["x-kubernetes-list-map-keys"], json!(["containerPort", "protocol"]));
+        assert_eq!(
+            schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"]
+                ["x-kubernetes-list-type"],
+            "set"
+        );
+        assert_eq!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"]["x-kubernetes-map-type"], "atomic");
+    }
+
+    /// The managed fields upstream records for `kubectl create deployment web --image=nginx`, apart from
+    /// `rollingUpdate`, a pointer field upstream marks with `.` (see docs/ARCHITECTURE.md).
+    #[test]
+    fn deployment_create_owns_fields_as_upstream() {
+        let s = spec();
+        let meta = s.patch_meta("apps", "v1", "Deployment").unwrap();
+        let dep = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                    "containers": [{"name": "nginx", "image": "nginx", "resources": {}, "ports": [{"containerPort": 80, "protocol": "TCP"}]}],
+                    "restartPolicy": "Always", "securityContext": {}}}
+            },
+            "status": {}
+        });
+        let w = apimachinery::managedfields::Write {
+            manager: "kubectl-create",
+            api_version: "apps/v1",
+            subresource: "",
+            time: "2026-01-01T00:00:00Z",
+            ignored: &["status"],
+        };
+        let e = apimachinery::managedfields::update(&[], None, &dep, &meta, &w);
+        assert_eq!(
+            e[0]["fieldsV1"],
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {}, "f:selector": {},
+                    "f:strategy": {"f:rollingUpdate": {"f:maxSurge": {}, "f:maxUnavailable": {}}, "f:type": {}},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {
+                            "f:containers": {"k:{\"name\":\"nginx\"}": {
+                                ".": {}, "f:image": {}, "f:name": {}, "f:resources": {},
+                                "f:ports": {".": {}, "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:protocol": {}}}
+                            }},
+                            "f:restartPolicy": {}, "f:securityContext": {}
+                        }
+                    }
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn swagger_v2_has_definitions_and_body_parameters() {
+        let v2 = spec().swagger_v2();
+        assert_eq!(v2["swagger"], "2.0");
+        assert!(v2["definitions"]["io.k8s.api.apps.v1.Deployment"].is_object());
+        let text = serde_json::to_string(&v2).unwrap();
+        assert!(!text.contains("#/components/schemas/"));
+        let post = &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["post"];
+        assert_eq!(post["parameters"][0]["in"], "body");
+        assert_eq!(post["parameters"][0]["schema"]["$ref"], "#/definitions/io.k8s.api.apps.v1.Deployment");
+        assert_eq!(post["parameters"][1]["type"], "string");
     }
 }
