@@ -63,6 +63,11 @@ impl Cause {
         }
     }
 
+    /// `field: Not found: "value"`, upstream's `field.NotFound`.
+    pub fn not_found(field: &str, value: &Value) -> Self {
+        Cause { reason: "FieldValueNotFound".into(), message: format!("Not found: {value}"), field: field.into() }
+    }
+
     pub fn forbidden(field: &str, detail: &str) -> Self {
         Cause { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {detail}"), field: field.into() }
     }

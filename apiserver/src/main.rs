@@ -2,6 +2,7 @@
 //! embedded store (`--data-dir`).
 
 mod api;
+mod defaults;
 mod discovery;
 mod flags;
 mod metrics;
@@ -13,6 +14,7 @@ mod services;
 mod strategy;
 mod tables;
 mod tls;
+mod validation;
 
 use api::Api;
 use apiserver_storage::{EtcdConfig, StorageConfig};

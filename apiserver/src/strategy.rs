@@ -1,6 +1,7 @@
 //! What differs between resources: defaults, validation, selectable fields, TTL and deletion rules.
 //! The generic handlers in `api` call these; resources without special rules fall through.
 
+use crate::defaults::set_default;
 use crate::objects::{self, meta, meta_mut};
 use crate::registry::Resource;
 use apimachinery::{ApiError, Cause};
@@ -12,115 +13,6 @@ pub static EVENT_TTL: std::sync::OnceLock<Duration> = std::sync::OnceLock::new()
 
 pub fn ttl(res: &Resource) -> Option<Duration> {
     (res.storage.1 == "events").then(|| *EVENT_TTL.get_or_init(|| Duration::from_secs(3600)))
-}
-
-fn set_default(obj: &mut Value, pointer: &str, value: Value) {
-    if obj.pointer(pointer).is_none() {
-        let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-        if parent.is_empty() || obj.pointer(parent).is_some_and(Value::is_object) {
-            let target = if parent.is_empty() { Some(&mut *obj) } else { obj.pointer_mut(parent) };
-            if let Some(Value::Object(m)) = target {
-                m.insert(key.to_string(), value);
-            }
-        }
-    }
-}
-
-fn default_pod_spec(spec: &mut Value) {
-    for (k, v) in [
-        ("restartPolicy", json!("Always")),
-        ("terminationGracePeriodSeconds", json!(30)),
-        ("dnsPolicy", json!("ClusterFirst")),
-        ("securityContext", json!({})),
-        ("schedulerName", json!("default-scheduler")),
-    ] {
-        set_default(spec, &format!("/{k}"), v);
-    }
-    for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            for c in cs {
-                let latest = c.get("image").and_then(Value::as_str).is_some_and(|i| {
-                    let tail = i.rsplit('/').next().unwrap_or(i);
-                    !tail.contains(':') && !i.contains('@') || tail.ends_with(":latest")
-                });
-                for (k, v) in [
-                    ("terminationMessagePath", json!("/dev/termination-log")),
-                    ("terminationMessagePolicy", json!("File")),
-                    ("imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" })),
-                    ("resources", json!({})),
-                ] {
-                    set_default(c, &format!("/{k}"), v);
-                }
-                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports {
-                        set_default(p, "/protocol", json!("TCP"));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Upstream's defaulting for the kinds that have it (applied on create and update).
-fn default(res: &Resource, obj: &mut Value) {
-    match (res.group, res.kind) {
-        ("", "Pod") => {
-            if let Some(spec) = obj.get_mut("spec") {
-                default_pod_spec(spec);
-            }
-            if obj.pointer("/spec/serviceAccountName").is_none() && obj.get("spec").is_some() {
-                set_default(obj, "/spec/serviceAccountName", json!("default"));
-            }
-            set_default(obj, "/spec/enableServiceLinks", json!(true));
-            set_default(obj, "/spec/preemptionPolicy", json!("PreemptLowerPriority"));
-            set_default(obj, "/spec/priority", json!(0));
-        }
-        ("apps", "Deployment") => {
-            set_default(obj, "/spec/replicas", json!(1));
-            set_default(obj, "/spec/revisionHistoryLimit", json!(10));
-            set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
-            set_default(obj, "/spec/strategy", json!({}));
-            set_default(obj, "/spec/strategy/type", json!("RollingUpdate"));
-            if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
-                set_default(obj, "/spec/strategy/rollingUpdate", json!({}));
-                set_default(obj, "/spec/strategy/rollingUpdate/maxUnavailable", json!("25%"));
-                set_default(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
-            }
-            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
-                default_pod_spec(spec);
-            }
-        }
-        ("apps", "ReplicaSet")
-        | ("apps", "StatefulSet")
-        | ("apps", "DaemonSet")
-        | ("", "ReplicationController")
-        | ("batch", "Job") => {
-            if res.kind != "DaemonSet" && res.kind != "Job" {
-                set_default(obj, "/spec/replicas", json!(1));
-            }
-            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
-                default_pod_spec(spec);
-            }
-        }
-        ("", "Service") => {
-            set_default(obj, "/spec/type", json!("ClusterIP"));
-            set_default(obj, "/spec/sessionAffinity", json!("None"));
-            if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-                for p in ports {
-                    set_default(p, "/protocol", json!("TCP"));
-                    if let Some(m) = p.as_object_mut() {
-                        if !m.contains_key("targetPort") {
-                            if let Some(port) = m.get("port").cloned() {
-                                m.insert("targetPort".into(), port);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        ("", "Secret") => set_default(obj, "/type", json!("Opaque")),
-        _ => {}
-    }
 }
 
 /// Kinds whose strategy keeps `metadata.generation` (1 on create, +1 on every spec change), as upstream's.
@@ -164,7 +56,10 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
         }
         _ => {}
     }
-    default(res, obj);
+    if (res.group, res.kind) == ("batch", "Job") {
+        generate_job_selector(obj);
+    }
+    crate::defaults::apply(res, obj);
 }
 
 pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, subresource: Option<&str>) {
@@ -185,7 +80,7 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, subresource:
             }
         }
     }
-    default(res, new);
+    crate::defaults::apply(res, new);
 }
 
 fn label_map_matches(selector: &Value, labels: &Value) -> bool {
@@ -200,51 +95,169 @@ fn label_map_matches(selector: &Value, labels: &Value) -> bool {
         .unwrap_or(false)
 }
 
-fn validate_containers(path: &str, spec: &Value, causes: &mut Vec<Cause>) {
-    let containers = spec.get("containers").and_then(Value::as_array);
-    match containers {
-        None => causes.push(Cause::required(&format!("{path}.containers"), "")),
-        Some(cs) if cs.is_empty() => causes.push(Cause::required(&format!("{path}.containers"), "")),
-        Some(cs) => {
-            let mut seen = std::collections::HashSet::new();
-            for (i, c) in cs.iter().enumerate() {
-                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-                let field = format!("{path}.containers[{i}].name");
-                if name.is_empty() {
-                    causes.push(Cause::required(&field, ""));
-                } else if let Err(msgs) = apimachinery::validation::dns1123_label(name) {
-                    for m in msgs {
-                        causes.push(Cause::invalid(&field, &json!(name), &m));
-                    }
-                } else if !seen.insert(name.to_string()) {
-                    causes.push(Cause::duplicate(&field, &json!(name)));
-                }
-                if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
-                    causes.push(Cause::required(&format!("{path}.containers[{i}].image"), ""));
-                }
-                if let Some(ports) = c.get("ports").and_then(Value::as_array) {
-                    for (j, p) in ports.iter().enumerate() {
-                        let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
-                        if !(1..=65535).contains(&port) {
-                            causes.push(Cause::invalid(
-                                &format!("{path}.containers[{i}].ports[{j}].containerPort"),
-                                &json!(port),
-                                "must be between 1 and 65535, inclusive",
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Upstream's validation for the kinds that have more than metadata rules.
 pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let mut causes = Vec::new();
     match (res.group, res.kind) {
         ("", "Pod") => {
-            validate_containers("spec", obj.get("spec").unwrap_or(&Value::Null), &mut causes);
+            let spec = obj.get("spec").unwrap_or(&Value::Null);
+            crate::validation::pod_spec("spec", spec, &["Always", "OnFailure", "Never"], &mut causes);
+        }
+        ("", "PodTemplate") => {
+            let spec = obj.pointer("/template/spec").unwrap_or(&Value::Null);
+            crate::validation::pod_spec("template.spec", spec, &["Always", "OnFailure", "Never"], &mut causes);
+        }
+        ("", "ReplicationController") => {
+            let selector = obj.pointer("/spec/selector").and_then(Value::as_object);
+            if selector.is_none_or(|s| s.is_empty()) {
+                causes.push(Cause::required("spec.selector", ""));
+            }
+            let spec = obj.pointer("/spec/template/spec").unwrap_or(&Value::Null);
+            crate::validation::pod_spec("spec.template.spec", spec, &["Always"], &mut causes);
+            if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
+                if r < 0 {
+                    causes.push(Cause::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
+                }
+            }
+        }
+        ("batch", "Job") => crate::validation::job(obj, old, &mut causes),
+        ("batch", "CronJob") => {
+            match obj.pointer("/spec/schedule").and_then(Value::as_str) {
+                None | Some("") => causes.push(Cause::required("spec.schedule", "")),
+                Some(s) => {
+                    if let Err(e) = crate::validation::cron_schedule(s) {
+                        causes.push(Cause::invalid("spec.schedule", &json!(s), &e));
+                    }
+                }
+            }
+            let policy = obj.pointer("/spec/concurrencyPolicy").and_then(Value::as_str).unwrap_or("Allow");
+            if !["Allow", "Forbid", "Replace"].contains(&policy) {
+                causes.push(Cause::not_supported(
+                    "spec.concurrencyPolicy",
+                    &json!(policy),
+                    &["Allow", "Forbid", "Replace"],
+                ));
+            }
+            let mut template = Vec::new();
+            let job = json!({"spec": obj.pointer("/spec/jobTemplate/spec").cloned().unwrap_or(Value::Null)});
+            crate::validation::job(&job, None, &mut template);
+            for mut c in template {
+                c.field = c.field.replacen("spec.", "spec.jobTemplate.spec.", 1);
+                causes.push(c);
+            }
+        }
+        ("policy", "PodDisruptionBudget")
+            if obj.pointer("/spec/minAvailable").is_some() && obj.pointer("/spec/maxUnavailable").is_some() =>
+        {
+            causes.push(Cause::invalid(
+                "spec",
+                obj.get("spec").unwrap_or(&Value::Null),
+                "minAvailable and maxUnavailable cannot be both set",
+            ));
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let min = obj.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1);
+            let max = obj.pointer("/spec/maxReplicas").and_then(Value::as_i64).unwrap_or(0);
+            if min < 1 {
+                causes.push(Cause::invalid("spec.minReplicas", &json!(min), "must be greater than or equal to 1"));
+            }
+            if max < min {
+                causes.push(Cause::invalid(
+                    "spec.maxReplicas",
+                    &json!(max),
+                    "must be greater than or equal to `minReplicas`",
+                ));
+            }
+            if obj.pointer("/spec/scaleTargetRef/kind").and_then(Value::as_str).is_none_or(str::is_empty) {
+                causes.push(Cause::required("spec.scaleTargetRef.kind", ""));
+            }
+            if obj.pointer("/spec/scaleTargetRef/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                causes.push(Cause::required("spec.scaleTargetRef.name", ""));
+            }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            if obj.pointer("/roleRef/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                causes.push(Cause::required("roleRef.name", ""));
+            }
+            let kind = obj.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
+            let kinds: &[&str] = if res.kind == "RoleBinding" { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
+            if !kinds.contains(&kind) {
+                causes.push(Cause::not_supported("roleRef.kind", &json!(kind), kinds));
+            }
+            if let Some(old) = old {
+                if old.get("roleRef") != obj.get("roleRef") {
+                    causes.push(Cause::invalid(
+                        "roleRef",
+                        obj.get("roleRef").unwrap_or(&Value::Null),
+                        "cannot change roleRef",
+                    ));
+                }
+            }
+            for (i, s) in obj.get("subjects").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let kind = s.get("kind").and_then(Value::as_str).unwrap_or("");
+                if !["ServiceAccount", "User", "Group"].contains(&kind) {
+                    causes.push(Cause::not_supported(
+                        &format!("subjects[{i}].kind"),
+                        &json!(kind),
+                        &["ServiceAccount", "User", "Group"],
+                    ));
+                }
+                if s.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    causes.push(Cause::required(&format!("subjects[{i}].name"), ""));
+                }
+            }
+        }
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            for (i, r) in obj.get("rules").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                if r.get("verbs").and_then(Value::as_array).is_none_or(|v| v.is_empty()) {
+                    causes.push(Cause::required(&format!("rules[{i}].verbs"), "verbs must contain at least one value"));
+                }
+                let urls = r.get("nonResourceURLs").and_then(Value::as_array).is_some_and(|u| !u.is_empty());
+                let resources = r.get("resources").and_then(Value::as_array).is_some_and(|u| !u.is_empty());
+                if urls && resources {
+                    causes.push(Cause::invalid(
+                        &format!("rules[{i}].nonResourceURLs"),
+                        &r["nonResourceURLs"],
+                        "rules cannot apply to both regular resources and non-resource URLs",
+                    ));
+                }
+                if !urls
+                    && r.get("apiGroups").and_then(Value::as_array).is_none_or(|g| g.is_empty())
+                    && res.kind == "Role"
+                {
+                    causes.push(Cause::required(
+                        &format!("rules[{i}].apiGroups"),
+                        "resource rules must supply at least one api group",
+                    ));
+                }
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            let value = obj.get("value").and_then(Value::as_i64).unwrap_or(0);
+            let system = objects::name(obj).starts_with("system-");
+            if value > 1_000_000_000 && !system {
+                causes
+                    .push(Cause::forbidden("value", "maximum allowed value of a user defined priority is 1000000000"));
+            }
+            if let Some(old) = old {
+                if old.get("value") != obj.get("value") {
+                    causes.push(Cause::forbidden("value", "may not be changed in an update."));
+                }
+            }
+        }
+        ("coordination.k8s.io", "Lease") => {
+            for f in ["leaseDurationSeconds", "leaseTransitions"] {
+                if let Some(n) = obj.pointer(&format!("/spec/{f}")).and_then(Value::as_i64) {
+                    if n < 0 || (f == "leaseDurationSeconds" && n == 0) {
+                        let msg = if f == "leaseTransitions" {
+                            "must be greater than or equal to 0"
+                        } else {
+                            "must be greater than 0"
+                        };
+                        causes.push(Cause::invalid(&format!("spec.{f}"), &json!(n), msg));
+                    }
+                }
+            }
         }
         ("apps", "Deployment") | ("apps", "ReplicaSet") | ("apps", "StatefulSet") | ("apps", "DaemonSet") => {
             match obj.pointer("/spec/selector") {
@@ -265,11 +278,15 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), 
                     }
                 }
             }
-            validate_containers(
+            crate::validation::pod_spec(
                 "spec.template.spec",
                 obj.pointer("/spec/template/spec").unwrap_or(&Value::Null),
+                &["Always"],
                 &mut causes,
             );
+            if res.kind == "Deployment" {
+                crate::validation::deployment_strategy(obj, &mut causes);
+            }
             if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
                 if r < 0 {
                     causes.push(Cause::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0"));
@@ -519,6 +536,28 @@ pub fn gc_finalizers(res: &Resource, obj: &Value, policy: Option<&str>) -> Optio
     let as_set =
         |v: &[Value]| v.iter().filter_map(Value::as_str).map(String::from).collect::<std::collections::BTreeSet<_>>();
     (as_set(&next) != as_set(&current)).then_some(next)
+}
+
+/// Upstream's Job selector generation: unless `manualSelector` is true, the template gets the
+/// controller-uid and job-name labels and the selector matches the uid.
+fn generate_job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let uid = meta(obj).get("uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = objects::name(obj).to_string();
+    if obj.pointer("/spec/template").is_none() {
+        return;
+    }
+    set_default(obj, "/spec/template/metadata", json!({}));
+    set_default(obj, "/spec/template/metadata/labels", json!({}));
+    if let Some(Value::Object(l)) = obj.pointer_mut("/spec/template/metadata/labels") {
+        l.insert("batch.kubernetes.io/controller-uid".into(), json!(uid));
+        l.insert("batch.kubernetes.io/job-name".into(), json!(name));
+        l.insert("controller-uid".into(), json!(uid));
+        l.insert("job-name".into(), json!(name));
+    }
+    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
 }
 
 /// Whether an object marked for deletion may go once its finalizers are gone.

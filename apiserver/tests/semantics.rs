@@ -291,3 +291,52 @@ fn in_flight_limits_answer_429() {
     }
     assert!(headers.starts_with("http/1.1 201"), "{headers}");
 }
+
+#[test]
+fn defaults_and_validation_through_kubectl() {
+    let (_d, s) = embedded();
+    s.ok(&["create", "job", "once", "--image=busybox:1.36", "--", "true"]);
+    let j = get_json(&s, &["job", "once"]);
+    let uid = j["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(j["spec"]["selector"], json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    assert_eq!(j["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"], "once");
+    assert_eq!(j["metadata"]["labels"]["job-name"], "once");
+    for (k, v) in [
+        ("backoffLimit", json!(6)),
+        ("completions", json!(1)),
+        ("parallelism", json!(1)),
+        ("completionMode", json!("NonIndexed")),
+    ] {
+        assert_eq!(j["spec"][k], v, "{k}");
+    }
+    let job = |rp: &str| {
+        format!("apiVersion: batch/v1\nkind: Job\nmetadata: {{name: bad}}\nspec:\n  template:\n    spec:\n      restartPolicy: {rp}\n      containers: [{{name: c, image: busybox}}]\n")
+    };
+    let err = s.fails(&["apply", "-f", &s.file("bad-job.yaml", &job("Always"))]);
+    assert!(
+        err.contains(r#"The Job "bad" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never""#),
+        "{err}"
+    );
+    let err = s.fails(&[
+        "apply",
+        "-f",
+        &s.file(
+            "bad-deploy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  selector: {matchLabels: {a: b}}\n  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      volumes: [{name: data}]\n      containers: [{name: c, image: busybox, volumeMounts: [{name: nope, mountPath: /d}]}]\n",
+        ),
+    ]);
+    assert!(err.contains(r#"The Deployment "bad" is invalid: "#), "{err}");
+    assert!(err.contains(r#"spec.template.spec.containers[0].volumeMounts[0].name: Not found: "nope""#), "{err}");
+    assert!(
+        err.contains("spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"),
+        "{err}"
+    );
+    // Defaults a client sees on a pod.
+    s.ok(&["run", "p", "--image=busybox:1.36", "--port=8080"]);
+    let p = get_json(&s, &["pod", "p"]);
+    assert_eq!(p["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+    assert_eq!(p["spec"]["serviceAccount"], "default");
+    assert_eq!(p["spec"]["containers"][0]["terminationMessagePolicy"], "File");
+    let err = s.fails(&["create", "cronjob", "c", "--image=busybox", "--schedule=61 * * * *"]);
+    assert!(err.contains("spec.schedule: Invalid value: \"61 * * * *\""), "{err}");
+}

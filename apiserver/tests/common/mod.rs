@@ -27,21 +27,30 @@ impl Server {
         Self::start_on("127.0.0.1", backend_args)
     }
 
+    /// Starts a server on a free port. Ports are picked before the server binds them, so a parallel test
+    /// may take the same one first: the start is retried on another port when the bind fails.
     pub fn start_on(addr: &str, backend_args: Vec<String>) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut args = vec!["--bind-address".to_string(), addr.to_string()];
         args.extend(backend_args);
-        let mut s = Server { child: spawn(dir.path(), port, &args), dir, port, args, addr: addr.to_string() };
-        s.wait_ready();
-        std::fs::write(
-            s.kubeconfig(),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://{addr}:{port}\n  name: t\ncontexts:\n- context:\n    cluster: t\n    user: t\n  name: t\ncurrent-context: t\nusers:\n- name: t\n  user:\n    token: unused\n"
-            ),
-        )
-        .unwrap();
-        s
+        for attempt in 0.. {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            std::fs::write(
+                dir.path().join("kubeconfig"),
+                format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://{addr}:{port}\n  name: t\ncontexts:\n- context:\n    cluster: t\n    user: t\n  name: t\ncurrent-context: t\nusers:\n- name: t\n  user:\n    token: unused\n"
+                ),
+            )
+            .unwrap();
+            let child = spawn(dir.path(), port, &args);
+            let mut s = Server { child, dir, port, args: args.clone(), addr: addr.to_string() };
+            match s.try_ready() {
+                Ok(()) => return s,
+                Err(log) if attempt < 4 && log.contains("in use") => continue,
+                Err(log) => panic!("kube-apiserver did not start: {log}"),
+            }
+        }
+        unreachable!()
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -49,23 +58,29 @@ impl Server {
     }
 
     pub fn wait_ready(&mut self) {
+        if let Err(log) = self.try_ready() {
+            panic!("kube-apiserver did not become ready: {log}");
+        }
+    }
+
+    /// Waits until this server answers `/readyz`; on exit or timeout, its log.
+    fn try_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
+        let log = |dir: &Path| std::fs::read_to_string(dir.join("apiserver.log")).unwrap_or_default();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
-                panic!("kube-apiserver exited with {status}: {log}");
+                return Err(format!("exited with {status}: {}", log(self.dir.path())));
             }
             if std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_ok() {
-                if self.kubeconfig().exists() {
-                    let out = self.kubectl_cmd().args(["get", "--raw", "/readyz"]).output().unwrap();
-                    if out.status.success() {
-                        return;
-                    }
-                } else {
-                    return;
+                let out = self.kubectl_cmd().args(["get", "--raw", "/readyz"]).output().unwrap();
+                if out.status.success() {
+                    return Ok(());
                 }
             }
-            assert!(Instant::now() < deadline, "kube-apiserver not ready within 60s");
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(format!("not ready within 60s: {}", log(self.dir.path())));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -1,0 +1,533 @@
+//! Upstream's field validation of pod specs and workload specs (`pkg/apis/core/validation`,
+//! `pkg/apis/apps/validation`, `pkg/apis/batch/validation`, ...), with upstream's field paths and
+//! messages. Metadata rules live in `objects`; the per-kind dispatch in `strategy::validate`.
+
+use apimachinery::Cause;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+fn nonnegative(v: &Value, ptr: &str, field: &str, causes: &mut Vec<Cause>) {
+    if let Some(n) = v.pointer(ptr).and_then(Value::as_i64) {
+        if n < 0 {
+            causes.push(Cause::invalid(field, &json!(n), "must be greater than or equal to 0"));
+        }
+    }
+}
+
+/// A Kubernetes quantity in its smallest unit, enough to compare requests with limits.
+pub fn quantity(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0f64.powi(4),
+        "Pi" => 1024.0f64.powi(5),
+        "Ei" => 1024.0f64.powi(6),
+        s if s.starts_with('e') || s.starts_with('E') => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+fn probe(path: &str, p: &Value, liveness_or_startup: bool, causes: &mut Vec<Cause>) {
+    for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
+        nonnegative(p, &format!("/{f}"), &format!("{path}.{f}"), causes);
+    }
+    if liveness_or_startup {
+        if let Some(s) = p.get("successThreshold").and_then(Value::as_i64) {
+            if s != 1 {
+                causes.push(Cause::invalid(&format!("{path}.successThreshold"), &json!(s), "must be 1"));
+            }
+        }
+    }
+    let handlers = ["exec", "httpGet", "tcpSocket", "grpc"].iter().filter(|h| p.get(**h).is_some()).count();
+    if handlers == 0 {
+        causes.push(Cause::required(path, "must specify a handler type"));
+    } else if handlers > 1 {
+        causes.push(Cause::forbidden(path, "may not specify more than 1 handler type"));
+    }
+}
+
+fn container(path: &str, c: &Value, volumes: &HashSet<String>, causes: &mut Vec<Cause>) {
+    if c.get("image").and_then(Value::as_str).is_none_or(|i| i.trim().is_empty()) {
+        causes.push(Cause::required(&format!("{path}.image"), ""));
+    }
+    for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            causes.push(Cause::invalid(
+                &format!("{path}.ports[{j}].containerPort"),
+                &json!(port),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        if let Some(hp) = p.get("hostPort").and_then(Value::as_i64) {
+            if !(0..=65535).contains(&hp) {
+                causes.push(Cause::invalid(
+                    &format!("{path}.ports[{j}].hostPort"),
+                    &json!(hp),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+        }
+        let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+        if !["TCP", "UDP", "SCTP"].contains(&proto) {
+            causes.push(Cause::not_supported(
+                &format!("{path}.ports[{j}].protocol"),
+                &json!(proto),
+                &["SCTP", "TCP", "UDP"],
+            ));
+        }
+    }
+    for (j, e) in c.get("env").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+        let field = format!("{path}.env[{j}].name");
+        if name.is_empty() {
+            causes.push(Cause::required(&field, ""));
+        } else if name.contains('=') || !name.bytes().all(|b| (32..127).contains(&b)) {
+            causes.push(Cause::invalid(
+                &field,
+                &json!(name),
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            ));
+        }
+        if e.get("value").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) && e.get("valueFrom").is_some() {
+            causes.push(Cause::invalid(
+                &format!("{path}.env[{j}].valueFrom"),
+                &Value::String(String::new()),
+                "may not be specified when `value` is not empty",
+            ));
+        }
+    }
+    let mut mount_paths = HashSet::new();
+    for (j, m) in c.get("volumeMounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            causes.push(Cause::required(&format!("{path}.volumeMounts[{j}].name"), ""));
+        } else if !volumes.contains(name) {
+            causes.push(Cause::not_found(&format!("{path}.volumeMounts[{j}].name"), &json!(name)));
+        }
+        let mp = m.get("mountPath").and_then(Value::as_str).unwrap_or("");
+        if mp.is_empty() {
+            causes.push(Cause::required(&format!("{path}.volumeMounts[{j}].mountPath"), ""));
+        } else if !mount_paths.insert(mp.to_string()) {
+            causes.push(Cause::invalid(&format!("{path}.volumeMounts[{j}].mountPath"), &json!(mp), "must be unique"));
+        }
+    }
+    for (probe_name, strict) in [("livenessProbe", true), ("readinessProbe", false), ("startupProbe", true)] {
+        if let Some(p) = c.get(probe_name) {
+            probe(&format!("{path}.{probe_name}"), p, strict, causes);
+        }
+    }
+    let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+    let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+    if let (Some(limits), Some(requests)) = (limits, requests) {
+        for (k, req) in requests {
+            let (Some(r), Some(l)) = (req.as_str(), limits.get(k).and_then(Value::as_str)) else { continue };
+            if let (Some(rq), Some(lq)) = (quantity(r), quantity(l)) {
+                if rq > lq {
+                    causes.push(Cause::invalid(
+                        &format!("{path}.resources.requests"),
+                        &json!(r),
+                        &format!("must be less than or equal to {k} limit of {l}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A pod spec at `path` (`spec`, `spec.template.spec`); `restart` lists the restart policies the owner
+/// allows (all three for a bare pod, `Always` for Deployments, ...).
+pub fn pod_spec(path: &str, spec: &Value, restart: &[&str], causes: &mut Vec<Cause>) {
+    let mut volumes = HashSet::new();
+    for (i, v) in spec.get("volumes").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+        let field = format!("{path}.volumes[{i}].name");
+        if name.is_empty() {
+            causes.push(Cause::required(&field, ""));
+        } else if let Err(msgs) = apimachinery::validation::dns1123_label(name) {
+            for m in msgs {
+                causes.push(Cause::invalid(&field, &json!(name), &m));
+            }
+        } else if !volumes.insert(name.to_string()) {
+            causes.push(Cause::duplicate(&field, &json!(name)));
+        }
+        let sources = v.as_object().map(|m| m.keys().filter(|k| *k != "name").count()).unwrap_or(0);
+        if sources > 1 {
+            causes.push(Cause::forbidden(&format!("{path}.volumes[{i}]"), "may not specify more than 1 volume type"));
+        }
+        if let Some(hp) = v.pointer("/hostPath/path").and_then(Value::as_str) {
+            if hp.is_empty() {
+                causes.push(Cause::required(&format!("{path}.volumes[{i}].hostPath.path"), ""));
+            }
+        }
+        if let Some(t) = v.pointer("/hostPath/type").and_then(Value::as_str) {
+            let ok =
+                ["", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"];
+            if !ok.contains(&t) {
+                causes.push(Cause::not_supported(&format!("{path}.volumes[{i}].hostPath.type"), &json!(t), &ok));
+            }
+        }
+    }
+    let mut names = HashSet::new();
+    match spec.get("containers").and_then(Value::as_array) {
+        None => causes.push(Cause::required(&format!("{path}.containers"), "")),
+        Some(cs) if cs.is_empty() => causes.push(Cause::required(&format!("{path}.containers"), "")),
+        Some(_) => {}
+    }
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let cpath = format!("{path}.{list}[{i}]");
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+            let field = format!("{cpath}.name");
+            if name.is_empty() {
+                causes.push(Cause::required(&field, ""));
+            } else if let Err(msgs) = apimachinery::validation::dns1123_label(name) {
+                for m in msgs {
+                    causes.push(Cause::invalid(&field, &json!(name), &m));
+                }
+            } else if !names.insert(name.to_string()) {
+                causes.push(Cause::duplicate(&field, &json!(name)));
+            }
+            container(&cpath, c, &volumes, causes);
+        }
+    }
+    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str) {
+        if !restart.contains(&rp) {
+            causes.push(Cause::not_supported(&format!("{path}.restartPolicy"), &json!(rp), restart));
+        }
+    }
+    if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str) {
+        let ok = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+        if !ok.contains(&dp) {
+            causes.push(Cause::not_supported(&format!("{path}.dnsPolicy"), &json!(dp), &ok));
+        } else if dp == "None" && spec.get("dnsConfig").is_none() {
+            causes.push(Cause::required(
+                &format!("{path}.dnsConfig"),
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            ));
+        }
+    }
+    nonnegative(spec, "/terminationGracePeriodSeconds", &format!("{path}.terminationGracePeriodSeconds"), causes);
+    if let Some(a) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
+        if a <= 0 {
+            causes.push(Cause::invalid(
+                &format!("{path}.activeDeadlineSeconds"),
+                &json!(a),
+                "must be between 1 and 2147483647, inclusive",
+            ));
+        }
+    }
+    for (i, t) in spec.get("tolerations").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+        if !["Equal", "Exists"].contains(&op) {
+            causes.push(Cause::not_supported(
+                &format!("{path}.tolerations[{i}].operator"),
+                &json!(op),
+                &["Equal", "Exists"],
+            ));
+        }
+        if op == "Exists" && t.get("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
+            causes.push(Cause::invalid(
+                &format!("{path}.tolerations[{i}].operator"),
+                &json!(t["value"]),
+                "value must be empty when `operator` is 'Exists'",
+            ));
+        }
+        if let Some(e) = t.get("effect").and_then(Value::as_str) {
+            let ok = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+            if !ok.contains(&e) {
+                causes.push(Cause::not_supported(&format!("{path}.tolerations[{i}].effect"), &json!(e), &ok));
+            }
+        }
+    }
+}
+
+/// `intOrString` percentages and counts as upstream's `ValidatePositiveIntOrPercent`.
+fn int_or_percent(v: Option<&Value>, field: &str, causes: &mut Vec<Cause>) -> Option<i64> {
+    match v {
+        Some(Value::Number(n)) => {
+            let n = n.as_i64().unwrap_or(-1);
+            if n < 0 {
+                causes.push(Cause::invalid(field, &json!(n), "must be greater than or equal to 0"));
+            }
+            Some(n)
+        }
+        Some(Value::String(s)) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) => {
+                if p < 0 {
+                    causes.push(Cause::invalid(field, &json!(s), "must be greater than or equal to 0"));
+                }
+                if p > 100 {
+                    causes.push(Cause::invalid(field, &json!(s), "must not be greater than 100%"));
+                }
+                Some(p)
+            }
+            None => {
+                causes.push(Cause::invalid(
+                    field,
+                    &json!(s),
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ));
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
+pub fn deployment_strategy(obj: &Value, causes: &mut Vec<Cause>) {
+    let ty = obj.pointer("/spec/strategy/type").and_then(Value::as_str).unwrap_or("RollingUpdate");
+    match ty {
+        "Recreate" => {
+            if obj.pointer("/spec/strategy/rollingUpdate").is_some() {
+                causes.push(Cause::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            let ru = obj.pointer("/spec/strategy/rollingUpdate");
+            let surge =
+                int_or_percent(ru.and_then(|r| r.get("maxSurge")), "spec.strategy.rollingUpdate.maxSurge", causes);
+            let unavailable = int_or_percent(
+                ru.and_then(|r| r.get("maxUnavailable")),
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                causes,
+            );
+            if surge == Some(0) && unavailable == Some(0) {
+                causes.push(Cause::invalid(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    ru.and_then(|r| r.get("maxUnavailable")).unwrap_or(&json!(0)),
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        other => causes.push(Cause::not_supported("spec.strategy.type", &json!(other), &["Recreate", "RollingUpdate"])),
+    }
+    nonnegative(obj, "/spec/revisionHistoryLimit", "spec.revisionHistoryLimit", causes);
+    nonnegative(obj, "/spec/minReadySeconds", "spec.minReadySeconds", causes);
+    if let (Some(p), m) = (
+        obj.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_i64),
+        obj.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0),
+    ) {
+        if p <= m {
+            causes.push(Cause::invalid(
+                "spec.progressDeadlineSeconds",
+                &json!(p),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+}
+
+pub fn job(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    for f in ["parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+        nonnegative(spec, &format!("/{f}"), &format!("spec.{f}"), causes);
+    }
+    let rp = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str);
+    match rp {
+        None => {
+            causes.push(Cause::required("spec.template.spec.restartPolicy", "valid values: \"OnFailure\", \"Never\""))
+        }
+        Some("OnFailure" | "Never") => {}
+        Some(other) => causes.push(Cause::not_supported(
+            "spec.template.spec.restartPolicy",
+            &json!(other),
+            &["OnFailure", "Never"],
+        )),
+    }
+    let mut template = Vec::new();
+    pod_spec(
+        "spec.template.spec",
+        spec.pointer("/template/spec").unwrap_or(&Value::Null),
+        &["OnFailure", "Never"],
+        &mut template,
+    );
+    causes.extend(template.into_iter().filter(|c| c.field != "spec.template.spec.restartPolicy"));
+    let mode = spec.get("completionMode").and_then(Value::as_str).unwrap_or("NonIndexed");
+    if !["NonIndexed", "Indexed"].contains(&mode) {
+        causes.push(Cause::not_supported("spec.completionMode", &json!(mode), &["NonIndexed", "Indexed"]));
+    }
+    if mode == "Indexed" && spec.get("completions").is_none_or(Value::is_null) {
+        causes.push(Cause::required("spec.completions", "when completion mode is Indexed"));
+    }
+    if let Some(old) = old {
+        let os = old.get("spec").unwrap_or(&Value::Null);
+        if os.get("selector") != spec.get("selector") {
+            causes.push(Cause::invalid(
+                "spec.selector",
+                spec.get("selector").unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
+        }
+        if os.get("completionMode") != spec.get("completionMode") {
+            causes.push(Cause::invalid("spec.completionMode", &json!(mode), "field is immutable"));
+        }
+        let suspended = spec.get("suspend").and_then(Value::as_bool).unwrap_or(false);
+        if os.get("template") != spec.get("template") && !suspended {
+            causes.push(Cause::invalid(
+                "spec.template",
+                spec.get("template").unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
+        }
+    }
+}
+
+/// A cron schedule: five fields, or one of the `@` macros, with an optional `TZ=`/`CRON_TZ=` prefix
+/// only through `timeZone`.
+pub fn cron_schedule(schedule: &str) -> Result<(), String> {
+    let s = schedule.trim();
+    if s.is_empty() {
+        return Err("empty spec string".into());
+    }
+    if s.starts_with("TZ=") || s.starts_with("CRON_TZ=") {
+        return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());
+    }
+    if let Some(m) = s.strip_prefix('@') {
+        return match m {
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
+            _ if m.starts_with("every ") => Ok(()),
+            _ => Err(format!("unrecognized descriptor: {s}")),
+        };
+    }
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("expected exactly 5 fields, found {}: {s}", fields.len()));
+    }
+    let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
+    for (f, (lo, hi)) in fields.iter().zip(ranges) {
+        for part in f.split(',') {
+            let (range, step) = part.split_once('/').unwrap_or((part, "1"));
+            if step.parse::<u32>().map_or(true, |s| s == 0) {
+                return Err(format!("failed to parse int from {step}"));
+            }
+            if range == "*" || range == "?" {
+                continue;
+            }
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            for x in [a, b] {
+                let named = matches!(
+                    x.to_ascii_lowercase().as_str(),
+                    "jan"
+                        | "feb"
+                        | "mar"
+                        | "apr"
+                        | "may"
+                        | "jun"
+                        | "jul"
+                        | "aug"
+                        | "sep"
+                        | "oct"
+                        | "nov"
+                        | "dec"
+                        | "sun"
+                        | "mon"
+                        | "tue"
+                        | "wed"
+                        | "thu"
+                        | "fri"
+                        | "sat"
+                );
+                if named {
+                    continue;
+                }
+                match x.parse::<u32>() {
+                    Ok(n) if n >= lo && n <= hi => {}
+                    Ok(n) => return Err(format!("end of range ({n}) above maximum ({hi}): {part}")),
+                    Err(_) => {
+                        return Err(format!(
+                            "failed to parse int from {x}: strconv.Atoi: parsing {x:?}: invalid syntax"
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(causes: &[Cause]) -> Vec<String> {
+        causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect()
+    }
+
+    #[test]
+    fn pod_spec_messages_as_upstream() {
+        let spec = json!({
+            "restartPolicy": "Sometimes",
+            "volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}],
+            "containers": [{"name": "c", "image": "i",
+                "volumeMounts": [{"name": "missing", "mountPath": "/m"}],
+                "livenessProbe": {"exec": {"command": ["true"]}, "successThreshold": 2},
+                "resources": {"limits": {"cpu": "500m"}, "requests": {"cpu": "1"}},
+                "env": [{"name": "A=B", "value": "x"}]}]
+        });
+        let mut causes = Vec::new();
+        pod_spec("spec", &spec, &["Always", "OnFailure", "Never"], &mut causes);
+        assert_eq!(
+            msgs(&causes),
+            vec![
+                "spec.volumes[1].name: Duplicate value: \"v\"",
+                "spec.containers[0].env[0].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='",
+                "spec.containers[0].volumeMounts[0].name: Not found: \"missing\"",
+                "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+                "spec.containers[0].resources.requests: Invalid value: \"1\": must be less than or equal to cpu limit of 500m",
+                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn deployment_and_job_rules() {
+        let mut causes = Vec::new();
+        deployment_strategy(
+            &json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}}}),
+            &mut causes,
+        );
+        assert_eq!(
+            msgs(&causes),
+            vec![
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"0%\": may not be 0 when `maxSurge` is 0"
+            ]
+        );
+        let mut causes = Vec::new();
+        job(
+            &json!({"spec": {"template": {"spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}}),
+            None,
+            &mut causes,
+        );
+        assert_eq!(
+            msgs(&causes),
+            vec!["spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""]
+        );
+        assert!(cron_schedule("*/5 * * * *").is_ok());
+        assert!(cron_schedule("@hourly").is_ok());
+        assert!(cron_schedule("0 0 * JAN-MAR MON").is_ok());
+        assert!(cron_schedule("61 * * * *").is_err());
+        assert!(cron_schedule("* * *").is_err());
+        assert_eq!(quantity("1Gi"), Some(1073741824.0));
+        assert_eq!(quantity("250m"), Some(0.25));
+    }
+}
