@@ -80,6 +80,10 @@ fn resource_request<'a>(api: &'a Api, segments: &[&str]) -> Result<Option<Resour
         return Ok(None);
     }
     let (namespace, rest) = match rest {
+        // A namespace's own subresources, as upstream routes them.
+        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => {
+            (None, vec!["namespaces", *name, *sub])
+        }
         ["namespaces", ns, r, tail @ ..] => {
             (Some(ns.to_string()), std::iter::once(r).chain(tail.iter()).copied().collect::<Vec<_>>())
         }

@@ -1,0 +1,126 @@
+//! What the controllers share: the client, one informer per resource (started on first use, so only
+//! the resources some enabled controller needs are watched), event recorders and the options.
+
+use crate::flags::Flags;
+use component_base::informer::Informer;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, Service, ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use std::sync::{Arc, OnceLock};
+
+pub struct Context {
+    pub client: Client,
+    pub flags: Flags,
+    pub identity: String,
+    pods: OnceLock<Arc<Informer<Pod>>>,
+    replicasets: OnceLock<Arc<Informer<ReplicaSet>>>,
+    rcs: OnceLock<Arc<Informer<ReplicationController>>>,
+    deployments: OnceLock<Arc<Informer<Deployment>>>,
+    namespaces: OnceLock<Arc<Informer<Namespace>>>,
+    serviceaccounts: OnceLock<Arc<Informer<ServiceAccount>>>,
+    configmaps: OnceLock<Arc<Informer<ConfigMap>>>,
+    services: OnceLock<Arc<Informer<Service>>>,
+    endpoints: OnceLock<Arc<Informer<Endpoints>>>,
+    endpointslices: OnceLock<Arc<Informer<EndpointSlice>>>,
+    nodes: OnceLock<Arc<Informer<Node>>>,
+}
+
+macro_rules! informer {
+    ($name:ident, $t:ty) => {
+        pub fn $name(&self) -> Arc<Informer<$t>> {
+            self.$name
+                .get_or_init(|| Informer::start(Api::<$t>::all(self.client.clone()), watcher::Config::default()))
+                .clone()
+        }
+    };
+}
+
+impl Context {
+    pub fn new(client: Client, flags: &Flags, identity: String) -> Arc<Context> {
+        Arc::new(Context {
+            client,
+            flags: flags.clone(),
+            identity,
+            pods: OnceLock::new(),
+            replicasets: OnceLock::new(),
+            rcs: OnceLock::new(),
+            deployments: OnceLock::new(),
+            namespaces: OnceLock::new(),
+            serviceaccounts: OnceLock::new(),
+            configmaps: OnceLock::new(),
+            services: OnceLock::new(),
+            endpoints: OnceLock::new(),
+            endpointslices: OnceLock::new(),
+            nodes: OnceLock::new(),
+        })
+    }
+
+    informer!(pods, Pod);
+    informer!(replicasets, ReplicaSet);
+    informer!(rcs, ReplicationController);
+    informer!(deployments, Deployment);
+    informer!(namespaces, Namespace);
+    informer!(serviceaccounts, ServiceAccount);
+    informer!(configmaps, ConfigMap);
+    informer!(services, Service);
+    informer!(endpoints, Endpoints);
+    informer!(endpointslices, EndpointSlice);
+    informer!(nodes, Node);
+
+    /// An event recorder reporting as `controller` (`deployment-controller`, ...).
+    pub fn recorder(&self, controller: &str) -> EventRecorder {
+        EventRecorder {
+            inner: Recorder::new(
+                self.client.clone(),
+                Reporter { controller: controller.into(), instance: Some(self.identity.clone()) },
+            ),
+        }
+    }
+}
+
+/// Records `events.k8s.io/v1` Events about objects; failures are logged, never fatal.
+#[derive(Clone)]
+pub struct EventRecorder {
+    inner: Recorder,
+}
+
+pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    let m = obj.meta();
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        uid: m.uid.clone(),
+        resource_version: m.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+impl EventRecorder {
+    pub async fn event(&self, regarding: ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.inner.publish(&ev, &regarding).await {
+            tracing::debug!(reason, error = %e, "could not record event");
+        }
+    }
+
+    pub async fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        self.event(reference(obj), false, reason, reason, note).await
+    }
+
+    pub async fn warning<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        self.event(reference(obj), true, reason, reason, note).await
+    }
+}

@@ -1,0 +1,191 @@
+//! The controllers, one module each, and what they share: the worker loop around a work queue,
+//! owner references, pod readiness, selectors.
+
+pub mod deployment;
+pub mod garbagecollector;
+pub mod namespace;
+pub mod replicaset;
+pub mod rootca;
+pub mod serviceaccount;
+
+use crate::context::Context;
+use component_base::workqueue::WorkQueue;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::Resource;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// (canonical name, aliases, enabled by default, start function).
+type Start = fn(&Arc<Context>);
+const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
+    ("replicaset-controller", &["replicaset"], true, replicaset::start_replicasets),
+    ("replicationcontroller-controller", &["replicationcontroller"], true, replicaset::start_rcs),
+    ("deployment-controller", &["deployment"], true, deployment::start),
+    ("garbage-collector-controller", &["garbagecollector"], true, garbagecollector::start),
+    ("namespace-controller", &["namespace"], true, namespace::start),
+    ("serviceaccount-controller", &["serviceaccount"], true, serviceaccount::start),
+    ("root-ca-certificate-publisher-controller", &["root-ca-cert-publisher"], true, rootca::start),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("--controllers: unknown controller {0:?}")]
+pub struct UnknownController(String);
+
+fn canonical(name: &str) -> Option<&'static str> {
+    CONTROLLERS.iter().find(|(n, aliases, _, _)| *n == name || aliases.contains(&name)).map(|(n, _, _, _)| *n)
+}
+
+/// The controllers `--controllers` turns on: `*` is every default one, `name` adds, `-name` removes.
+pub fn enabled(spec: &[String]) -> Result<Vec<&'static str>, UnknownController> {
+    let star = spec.iter().any(|s| s == "*");
+    let mut on: Vec<&'static str> = Vec::new();
+    for (name, _, default, _) in CONTROLLERS {
+        let named = spec.iter().any(|s| canonical(s) == Some(*name));
+        let disabled = spec.iter().any(|s| s.strip_prefix('-').and_then(canonical) == Some(*name));
+        if !disabled && (named || (star && *default)) {
+            on.push(name);
+        }
+    }
+    for s in spec {
+        let bare = s.trim_start_matches('-');
+        if bare != "*" && canonical(bare).is_none() {
+            return Err(UnknownController(s.clone()));
+        }
+    }
+    Ok(on)
+}
+
+pub fn start(ctx: &Arc<Context>, enabled: &[&str]) {
+    for (name, _, _, f) in CONTROLLERS {
+        if enabled.contains(name) {
+            tracing::info!(controller = name, "starting controller");
+            f(ctx);
+        }
+    }
+}
+
+/// Why a sync failed; the key is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Ok(Some(d)): synced, look again after `d`.
+pub type SyncResult = Result<Option<Duration>, SyncError>;
+
+/// `n` workers taking keys from `queue` and syncing them: failures come back rate-limited, successes
+/// are forgotten, and a sync asking for it is queued again after its delay.
+pub fn run_workers<F, Fut>(queue: WorkQueue<String>, n: usize, sync: F)
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = SyncResult> + Send + 'static,
+{
+    let sync = Arc::new(sync);
+    for _ in 0..n.max(1) {
+        let q = queue.clone();
+        let sync = sync.clone();
+        tokio::spawn(async move {
+            while let Some(key) = q.get().await {
+                match sync(key.clone()).await {
+                    Ok(after) => {
+                        q.forget(&key);
+                        if let Some(d) = after {
+                            q.add_after(key.clone(), d);
+                        }
+                    }
+                    Err(e) => {
+                        if q.num_requeues(&key) < 15 {
+                            tracing::info!(queue = q.name(), key, error = %e, "sync failed, retrying");
+                        } else {
+                            tracing::warn!(queue = q.name(), key, error = %e, "sync keeps failing");
+                        }
+                        q.add_rate_limited(key.clone());
+                    }
+                }
+                q.done(&key);
+            }
+        });
+    }
+}
+
+/// The owner reference a controller puts on what it creates.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    let m = owner.meta();
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: m.name.clone().unwrap_or_default(),
+        uid: m.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The controlling owner reference of an object, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references.as_ref()?.iter().find(|r| r.controller == Some(true))
+}
+
+pub fn selector_matches(selector: &LabelSelector, labels: &Option<BTreeMap<String, String>>) -> bool {
+    let Ok(v) = serde_json::to_value(selector) else { return false };
+    match apimachinery::labels::Selector::from_label_selector(&v) {
+        Ok(s) => {
+            let l = labels.clone().unwrap_or_default();
+            s.matches(&l)
+        }
+        Err(_) => false,
+    }
+}
+
+/// An empty selector selects everything; controllers refuse it, as upstream's do.
+pub fn selector_is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+}
+
+pub fn pod_is_active(p: &Pod) -> bool {
+    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+    phase != "Succeeded" && phase != "Failed" && p.metadata.deletion_timestamp.is_none()
+}
+
+fn ready_condition(p: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
+}
+
+pub fn pod_is_ready(p: &Pod) -> bool {
+    ready_condition(p).is_some_and(|c| c.status == "True")
+}
+
+/// Ready for at least `min_ready_seconds` (upstream's `IsPodAvailable`).
+pub fn pod_is_available(p: &Pod, min_ready_seconds: i32) -> bool {
+    let Some(c) = ready_condition(p).filter(|c| c.status == "True") else { return false };
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    match &c.last_transition_time {
+        Some(t) => {
+            let ready_for = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+            ready_for.as_secs() >= min_ready_seconds as i64
+        }
+        None => false,
+    }
+}
+
+/// Writes `patch` (JSON merge patch) to `api`'s object `name`.
+pub async fn merge_patch<K>(api: &kube::Api<K>, name: &str, patch: serde_json::Value) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await
+}
+
+/// Whether an API error carries one of `codes`.
+pub fn has_code(e: &kube::Error, codes: &[u16]) -> bool {
+    matches!(e, kube::Error::Api(s) if codes.contains(&s.code))
+}
