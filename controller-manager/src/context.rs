@@ -4,6 +4,7 @@
 use crate::flags::Flags;
 use component_base::informer::Informer;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, Service, ServiceAccount,
 };
@@ -28,6 +29,7 @@ pub struct Context {
     endpoints: OnceLock<Arc<Informer<Endpoints>>>,
     endpointslices: OnceLock<Arc<Informer<EndpointSlice>>>,
     nodes: OnceLock<Arc<Informer<Node>>>,
+    node_leases: OnceLock<Arc<Informer<Lease>>>,
 }
 
 macro_rules! informer {
@@ -57,6 +59,7 @@ impl Context {
             endpoints: OnceLock::new(),
             endpointslices: OnceLock::new(),
             nodes: OnceLock::new(),
+            node_leases: OnceLock::new(),
         })
     }
 
@@ -71,6 +74,18 @@ impl Context {
     informer!(endpoints, Endpoints);
     informer!(endpointslices, EndpointSlice);
     informer!(nodes, Node);
+
+    /// The kubelets' heartbeats: Leases in `kube-node-lease`.
+    pub fn node_leases(&self) -> Arc<Informer<Lease>> {
+        self.node_leases
+            .get_or_init(|| {
+                Informer::start(
+                    Api::<Lease>::namespaced(self.client.clone(), "kube-node-lease"),
+                    watcher::Config::default(),
+                )
+            })
+            .clone()
+    }
 
     /// An event recorder reporting as `controller` (`deployment-controller`, ...).
     pub fn recorder(&self, controller: &str) -> EventRecorder {

@@ -287,3 +287,248 @@ fn one_leader_acts_and_a_standby_takes_over() {
     c.kill_manager(standby, libc::SIGTERM);
     eventually(Duration::from_secs(5), "the lease released", || holder(&c).is_empty().then_some(()));
 }
+
+fn set_pod_status(c: &Cluster, name: &str, ip: Option<&str>, is_ready: bool) {
+    let now = "2026-01-01T00:00:00Z";
+    let mut status = serde_json::json!({"phase": "Running", "conditions": [{"type": "Ready", "status": if is_ready { "True" } else { "False" }, "lastTransitionTime": now}]});
+    if let Some(ip) = ip {
+        status["podIP"] = serde_json::json!(ip);
+        status["podIPs"] = serde_json::json!([{"ip": ip}]);
+    }
+    c.ok(&[
+        "patch",
+        "pod",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &serde_json::json!({"status": status}).to_string(),
+    ]);
+}
+
+#[test]
+fn services_get_endpoints_and_slices_that_follow_readiness() {
+    let mut c = Cluster::start();
+    c.start_manager(&["--secure-port=0", "--max-endpoints-per-slice=2"]);
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file(
+            "api.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      containers:\n      - name: c\n        image: busybox:1.36\n        ports: [{name: http, containerPort: 8080}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api, labels: {tier: backend}}\nspec:\n  selector: {app: api}\n  ports: [{port: 80, targetPort: http}]\n",
+        ),
+    ]);
+    let pods = eventually(Duration::from_secs(30), "3 pods", || {
+        let n = names(&c.json(&["pods", "-l", "app=api"]));
+        (n.len() == 3).then_some(n)
+    });
+    let mut pods = pods;
+    pods.sort();
+    set_pod_status(&c, &pods[0], Some("10.1.0.1"), true);
+    set_pod_status(&c, &pods[1], Some("10.1.0.2"), false);
+    let ep = eventually(Duration::from_secs(30), "endpoints with a ready and a not-ready address", || {
+        let ep = c.json(&["endpoints", "api"]);
+        let s = &ep["subsets"][0];
+        (s["addresses"][0]["ip"] == "10.1.0.1" && s["notReadyAddresses"][0]["ip"] == "10.1.0.2").then_some(ep)
+    });
+    assert_eq!(ep["subsets"][0]["ports"], serde_json::json!([{"port": 8080, "protocol": "TCP"}]));
+    assert_eq!(ep["subsets"][0]["addresses"][0]["targetRef"]["kind"], "Pod");
+    assert_eq!(ep["metadata"]["labels"]["tier"], "backend");
+    let slices = || c.json(&["endpointslices", "-l", "kubernetes.io/service-name=api"]);
+    let s = eventually(Duration::from_secs(30), "a slice with two endpoints", || {
+        let s = slices();
+        (items(&s).len() == 1 && items(&s)[0]["endpoints"].as_array().map(Vec::len) == Some(2)).then_some(s)
+    });
+    let slice = &items(&s)[0];
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["ports"], serde_json::json!([{"name": "", "port": 8080, "protocol": "TCP"}]));
+    assert_eq!(
+        slice["endpoints"][0]["conditions"],
+        serde_json::json!({"ready": true, "serving": true, "terminating": false})
+    );
+    assert_eq!(slice["endpoints"][1]["conditions"]["ready"], false);
+
+    // Readiness moves an address; a third endpoint overflows --max-endpoints-per-slice=2.
+    set_pod_status(&c, &pods[1], Some("10.1.0.2"), true);
+    set_pod_status(&c, &pods[2], Some("10.1.0.3"), true);
+    eventually(Duration::from_secs(30), "three ready addresses", || {
+        let ep = c.json(&["endpoints", "api"]);
+        let ips: Vec<String> = ep["subsets"][0]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["ip"].as_str().unwrap_or("").to_string())
+            .collect();
+        (ips == ["10.1.0.1", "10.1.0.2", "10.1.0.3"] && ep["subsets"][0]["notReadyAddresses"].is_null()).then_some(())
+    });
+    eventually(Duration::from_secs(30), "two slices", || {
+        let s = slices();
+        let total: usize = items(&s).iter().map(|i| i["endpoints"].as_array().map(Vec::len).unwrap_or(0)).sum();
+        (items(&s).len() == 2 && total == 3).then_some(())
+    });
+    // The Service's deletion takes its endpoints with it.
+    c.ok(&["delete", "service", "api"]);
+    eventually(Duration::from_secs(30), "endpoints and slices gone", || {
+        (!c.kubectl(&["get", "endpoints", "api"]).status.success() && items(&slices()).is_empty()).then_some(())
+    });
+}
+
+#[test]
+fn silent_nodes_are_tainted_and_their_pods_evicted() {
+    let mut c = Cluster::start();
+    c.start_manager(&[
+        "--secure-port=0",
+        "--node-monitor-grace-period=4s",
+        "--node-monitor-period=1s",
+        "--node-startup-grace-period=4s",
+        "--allocate-node-cidrs=true",
+        "--cluster-cidr=10.244.0.0/16",
+    ]);
+    let node = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{topology.kubernetes.io/zone: z1}}\n"
+        )
+    };
+    c.ok(&["apply", "-f", &c.file("n1.yaml", &node("n1"))]);
+    let heartbeat = |c: &Cluster, name: &str| beat(&c.kubeconfig(), name);
+    heartbeat(&c, "n1");
+    assert_eq!(
+        eventually(Duration::from_secs(30), "a pod CIDR", || {
+            let cidr = c.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.podCIDR}"]);
+            (!cidr.is_empty()).then_some(cidr)
+        }),
+        "10.244.0.0/24"
+    );
+    c.ok(&["apply", "-f", &c.file("n2.yaml", &node("n2"))]);
+    eventually(Duration::from_secs(30), "the second CIDR", || {
+        (c.ok(&["get", "node", "n2", "-o", "jsonpath={.spec.podCIDR}"]) == "10.244.1.0/24").then_some(())
+    });
+    // n2 stays healthy throughout (a cluster whose every node is down evicts nothing, as upstream);
+    // n3 never reports.
+    let stop = Arc::new(AtomicBool::new(false));
+    let n2 = {
+        let (stop, kc) = (stop.clone(), c.kubeconfig());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                beat(&kc, "n2");
+                std::thread::sleep(Duration::from_millis(700));
+            }
+        })
+    };
+    c.ok(&["apply", "-f", &c.file("n3.yaml", &node("n3").replace("z1", "z2"))]);
+    let pod = |name: &str, tolerations: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: n1\n  tolerations: {tolerations}\n  containers: [{{name: c, image: busybox:1.36}}]\n")
+    };
+    c.ok(&["apply", "-f", &c.file("p1.yaml", &pod("intolerant", "[]"))]);
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file(
+            "p2.yaml",
+            &pod(
+                "patient",
+                "[{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 4}]",
+            ),
+        ),
+    ]);
+    c.ok(&["apply", "-f", &c.file("p3.yaml", &pod("stubborn", "[{operator: Exists}]"))]);
+    // Heartbeats keep the node healthy for a while.
+    for _ in 0..6 {
+        heartbeat(&c, "n1");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let ready = c.ok(&["get", "node", "n1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+    assert_eq!(ready, "True", "a node that renews its lease stays ready");
+    assert!(c.ok(&["get", "pod", "intolerant", "-o", "jsonpath={.metadata.deletionTimestamp}"]).is_empty());
+    // Then it goes silent.
+    eventually(Duration::from_secs(30), "Ready=Unknown", || {
+        let n = c.json(&["node", "n1"]);
+        let ready =
+            n["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").cloned().unwrap();
+        (ready["status"] == "Unknown").then_some(ready)
+    });
+    let n = c.json(&["node", "n1"]);
+    let ready = n["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").cloned().unwrap();
+    assert_eq!(ready["reason"], "NodeStatusUnknown");
+    assert_eq!(ready["message"], "Kubelet stopped posting node status.");
+    let taints = eventually(Duration::from_secs(30), "unreachable taints", || {
+        let t = c.json(&["node", "n1"])["spec"]["taints"].clone();
+        (t.as_array().map(Vec::len) == Some(2)).then_some(t)
+    });
+    let keys: Vec<String> = taints
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{}:{}", t["key"].as_str().unwrap(), t["effect"].as_str().unwrap()))
+        .collect();
+    assert!(keys.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string()), "{keys:?}");
+    assert!(keys.contains(&"node.kubernetes.io/unreachable:NoExecute".to_string()), "{keys:?}");
+    let deleted = |name: &str| !c.ok(&["get", "pod", name, "-o", "jsonpath={.metadata.deletionTimestamp}"]).is_empty();
+    eventually(Duration::from_secs(10), "the intolerant pod evicted", || deleted("intolerant").then_some(()));
+    let intolerant = c.json(&["pod", "intolerant"]);
+    assert!(intolerant["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "DeletionByTaintManager"));
+    assert!(!deleted("patient"), "evicted before its tolerationSeconds");
+    eventually(Duration::from_secs(20), "the patient pod evicted after 4s", || deleted("patient").then_some(()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!deleted("stubborn"), "a pod tolerating everything stays");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=TaintManagerEviction",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains("Marking for deletion Pod default/intolerant"), "{events}");
+    // n3 never posted a status.
+    let n3 = c.json(&["node", "n3"]);
+    assert_eq!(
+        n3["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap()["reason"],
+        "NodeStatusNeverUpdated"
+    );
+    assert_eq!(c.ok(&["get", "node", "n2", "-o", "jsonpath={.spec.taints}"]), "", "a healthy node is not tainted");
+    // Heartbeats again: the taints go.
+    heartbeat(&c, "n1");
+    eventually(Duration::from_secs(30), "taints removed", || {
+        c.json(&["node", "n1"])["spec"]["taints"].is_null().then_some(())
+    });
+    stop.store(true, Ordering::SeqCst);
+    n2.join().unwrap();
+}
+
+/// A kubelet's heartbeat: its Lease renewed and its Ready condition posted.
+fn beat(kubeconfig: &std::path::Path, name: &str) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let ts = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let micro = now.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+    let kubectl = |args: &[&str], stdin: Option<String>| {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new(common::kubectl_bin());
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if stdin.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        child.wait().unwrap();
+    };
+    let lease = format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {name}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {name}, leaseDurationSeconds: 40, renewTime: \"{micro}\"}}\n");
+    kubectl(&["apply", "-f", "-"], Some(lease));
+    let status = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": ts, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    kubectl(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", &status.to_string()], None);
+}

@@ -2,8 +2,11 @@
 //! owner references, pod readiness, selectors.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
@@ -28,6 +31,12 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
     ("namespace-controller", &["namespace"], true, namespace::start),
     ("serviceaccount-controller", &["serviceaccount"], true, serviceaccount::start),
     ("root-ca-certificate-publisher-controller", &["root-ca-cert-publisher"], true, rootca::start),
+    ("endpoints-controller", &["endpoint"], true, endpoints::start_endpoints),
+    ("endpointslice-controller", &["endpointslice"], true, endpoints::start_slices),
+    ("node-lifecycle-controller", &["nodelifecycle"], true, nodelifecycle::start),
+    ("taint-eviction-controller", &["tainteviction"], true, nodelifecycle::start_taint_eviction),
+    ("node-ipam-controller", &["nodeipam"], true, nodelifecycle::start_ipam),
+    ("pod-garbage-collector-controller", &["podgc"], true, podgc::start),
 ];
 
 #[derive(Debug, thiserror::Error)]
