@@ -7,6 +7,7 @@
 # Everything lives in $FERROKUBE_STATE_DIR (default /var/lib/ferrokube-local): pki/, the kubeconfigs
 # (admin.conf for you), data/ (the API server's store), logs/ and run/ (pid files).
 # Knobs: FERROKUBE_APISERVER_PORT (6443), FERROKUBE_NODE_NAME (hostname), FERROKUBE_PROFILE (release|debug),
+# FERROKUBE_CLUSTER_CIDR (10.244.0.0/16), FERROKUBE_CONTROLLER_MANAGER_PORT (0: not served),
 # FERROKUBE_BIN_DIR (use binaries built elsewhere instead of building).
 set -euo pipefail
 
@@ -116,7 +117,21 @@ if [ -x "$BIN/kube-apiserver" ]; then
         sleep 0.5
     done
 fi
-for component in kube-controller-manager kube-scheduler kubelet kube-proxy; do
+if [ -x "$BIN/kube-controller-manager" ]; then
+    # As kubeadm runs it: its own kubeconfig, the cluster CA for kube-root-ca.crt and signing, the
+    # service-account key, node CIDRs from the cluster CIDR. --secure-port 0: this single-node setup
+    # leaves 10257 to a real control plane on the same machine.
+    start kube-controller-manager "$BIN/kube-controller-manager" \
+        --kubeconfig "$STATE/controller-manager.conf" \
+        --leader-elect=true \
+        --root-ca-file "$STATE/pki/ca.crt" \
+        --service-account-private-key-file "$STATE/pki/sa.key" \
+        --cluster-signing-cert-file "$STATE/pki/ca.crt" --cluster-signing-key-file "$STATE/pki/ca.key" \
+        --allocate-node-cidrs=true --cluster-cidr "${FERROKUBE_CLUSTER_CIDR:-10.244.0.0/16}" \
+        --bind-address 127.0.0.1 --secure-port "${FERROKUBE_CONTROLLER_MANAGER_PORT:-0}"
+    started+=(kube-controller-manager)
+fi
+for component in kube-scheduler kubelet kube-proxy; do
     [ -x "$BIN/$component" ] || say "$component is not built yet in this tree; skipped"
 done
 

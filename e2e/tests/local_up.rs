@@ -12,7 +12,7 @@ fn repo() -> PathBuf {
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["kube-apiserver", "ferroadm"] {
+    for bin in ["kube-apiserver", "kube-controller-manager", "ferroadm"] {
         assert!(
             dir.join(bin).exists(),
             "{} missing: build with `cargo build --workspace --bins` first",
@@ -54,6 +54,7 @@ fn local_up_starts_the_cluster_and_down_stops_it() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "local-up failed: {text}");
     assert!(text.contains("started kube-apiserver"), "{text}");
+    assert!(text.contains("started kube-controller-manager"), "{text}");
 
     for f in [
         "admin.conf",
@@ -81,6 +82,25 @@ fn local_up_starts_the_cluster_and_down_stops_it() {
         .unwrap();
     assert!(out.status.success());
 
+    // The controller manager works through its own kubeconfig (client certificate, CA-verified):
+    // a Deployment gets its ReplicaSet and pods, a namespace its ServiceAccount and root CA.
+    let kubectl_admin =
+        |args: &[&str]| Command::new(kubectl()).arg("--kubeconfig").arg(&admin).args(args).output().unwrap();
+    assert!(kubectl_admin(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=2"]).status.success());
+    assert!(kubectl_admin(&["create", "namespace", "team-a"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pods = kubectl_admin(&["get", "pods", "-l", "app=web", "-o", "name"]);
+        let sa = kubectl_admin(&["get", "sa", "default", "-n", "team-a"]).status.success();
+        let ca = kubectl_admin(&["get", "cm", "kube-root-ca.crt", "-n", "team-a"]).status.success();
+        if String::from_utf8_lossy(&pods.stdout).lines().count() == 2 && sa && ca {
+            break;
+        }
+        let log = std::fs::read_to_string(state.path().join("logs/kube-controller-manager.log")).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "controllers did not act: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     // Running it again restarts cleanly on the same state.
     let pid: i32 =
         std::fs::read_to_string(state.path().join("run/kube-apiserver.pid")).unwrap().trim().parse().unwrap();
@@ -94,6 +114,7 @@ fn local_up_starts_the_cluster_and_down_stops_it() {
     let out = run(&["--down"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-apiserver"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-controller-manager"));
     for _ in 0..50 {
         if !alive(pid) {
             break;
