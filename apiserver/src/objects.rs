@@ -205,7 +205,7 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, subresource:
     }
     let has_status = res.subresources.contains(&"status");
     match subresource {
-        Some("status") => {
+        Some("status" | "approval") => {
             // Only status changes through /status: everything else is the old object's.
             let status = new.get("status").cloned();
             let mut merged = old.clone();

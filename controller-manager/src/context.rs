@@ -4,11 +4,14 @@
 use crate::flags::Flags;
 use component_base::informer::Informer;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -30,6 +33,10 @@ pub struct Context {
     endpointslices: OnceLock<Arc<Informer<EndpointSlice>>>,
     nodes: OnceLock<Arc<Informer<Node>>>,
     node_leases: OnceLock<Arc<Informer<Lease>>>,
+    clusterroles: OnceLock<Arc<Informer<ClusterRole>>>,
+    jobs: OnceLock<Arc<Informer<Job>>>,
+    csrs: OnceLock<Arc<Informer<CertificateSigningRequest>>>,
+    system_secrets: OnceLock<Arc<Informer<Secret>>>,
 }
 
 macro_rules! informer {
@@ -60,6 +67,10 @@ impl Context {
             endpointslices: OnceLock::new(),
             nodes: OnceLock::new(),
             node_leases: OnceLock::new(),
+            clusterroles: OnceLock::new(),
+            jobs: OnceLock::new(),
+            csrs: OnceLock::new(),
+            system_secrets: OnceLock::new(),
         })
     }
 
@@ -74,6 +85,21 @@ impl Context {
     informer!(endpoints, Endpoints);
     informer!(endpointslices, EndpointSlice);
     informer!(nodes, Node);
+    informer!(clusterroles, ClusterRole);
+    informer!(jobs, Job);
+    informer!(csrs, CertificateSigningRequest);
+
+    /// Secrets of `kube-system` (bootstrap tokens).
+    pub fn system_secrets(&self) -> Arc<Informer<Secret>> {
+        self.system_secrets
+            .get_or_init(|| {
+                Informer::start(
+                    Api::<Secret>::namespaced(self.client.clone(), "kube-system"),
+                    watcher::Config::default(),
+                )
+            })
+            .clone()
+    }
 
     /// The kubelets' heartbeats: Leases in `kube-node-lease`.
     pub fn node_leases(&self) -> Arc<Informer<Lease>> {

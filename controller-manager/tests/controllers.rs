@@ -532,3 +532,172 @@ fn beat(kubeconfig: &std::path::Path, name: &str) {
     let status = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": ts, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     kubectl(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", &status.to_string()], None);
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn csrs_are_signed_roles_aggregated_and_finished_jobs_expire() {
+    let mut c = Cluster::start();
+    let d = c.dir.path().to_path_buf();
+    openssl(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=kubernetes",
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,digitalSignature",
+        ],
+    );
+    c.start_manager(&[
+        "--secure-port=0",
+        &format!("--cluster-signing-cert-file={}", d.join("ca.crt").display()),
+        &format!("--cluster-signing-key-file={}", d.join("ca.key").display()),
+        "--cluster-signing-duration=1h",
+    ]);
+    let csr = |name: &str, subject: &str| {
+        openssl(
+            &d,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                subject,
+            ],
+        );
+        use base64::Engine;
+        let req =
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join(format!("{name}.csr"))).unwrap());
+        let obj = format!("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {req}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages: [digital signature, key encipherment, client auth]\n");
+        c.ok(&["apply", "-f", &c.file(&format!("{name}.yaml"), &obj)]);
+        c.ok(&["certificate", "approve", name]);
+    };
+    csr("node-n1", "/O=system:nodes/CN=system:node:n1");
+    csr("impostor", "/O=system:masters/CN=system:node:n1");
+    let cert = eventually(Duration::from_secs(30), "a signed certificate", || {
+        let b64 = c.ok(&["get", "csr", "node-n1", "-o", "jsonpath={.status.certificate}"]);
+        (!b64.is_empty()).then_some(b64)
+    });
+    use base64::Engine;
+    std::fs::write(d.join("node-n1.crt"), base64::engine::general_purpose::STANDARD.decode(cert).unwrap()).unwrap();
+    openssl(&d, &["verify", "-CAfile", "ca.crt", "node-n1.crt"]);
+    let text = std::process::Command::new("openssl")
+        .current_dir(&d)
+        .args(["x509", "-in", "node-n1.crt", "-noout", "-text"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("TLS Web Client Authentication"), "{text}");
+    assert!(text.contains("O=system:nodes") || text.contains("O = system:nodes"), "{text}");
+    let failed = eventually(Duration::from_secs(30), "the impostor failed", || {
+        let v = c.json(&["csr", "impostor"]);
+        v["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Failed").cloned())
+    });
+    assert_eq!(failed["reason"], "SignerValidationFailure");
+    assert!(c.ok(&["get", "csr", "impostor", "-o", "jsonpath={.status.certificate}"]).is_empty());
+
+    // An aggregated ClusterRole follows the roles its selector matches.
+    c.ok(&["apply", "-f", &c.file("agg.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: monitoring}\naggregationRule:\n  clusterRoleSelectors: [{matchLabels: {rbac.example.com/aggregate-to-monitoring: \"true\"}}]\nrules: []\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: monitoring-endpoints\n  labels: {rbac.example.com/aggregate-to-monitoring: \"true\"}\nrules:\n- apiGroups: [\"\"]\n  resources: [services, endpoints, pods]\n  verbs: [get, list, watch]\n")]);
+    eventually(Duration::from_secs(30), "aggregated rules", || {
+        let r = c.json(&["clusterrole", "monitoring"]);
+        (r["rules"][0]["resources"] == serde_json::json!(["services", "endpoints", "pods"])).then_some(())
+    });
+
+    // A finished Job with ttlSecondsAfterFinished goes once it has passed.
+    c.ok(&["apply", "-f", &c.file("job.yaml", "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  ttlSecondsAfterFinished: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox:1.36}]\n")]);
+    let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let status = serde_json::json!({"status": {"succeeded": 1, "startTime": now, "completionTime": now, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+        {"type": "Complete", "status": "True", "lastTransitionTime": now}]}});
+    c.ok(&["patch", "job", "once", "--subresource=status", "--type=merge", "-p", &status.to_string()]);
+    assert!(c.kubectl(&["get", "job", "once"]).status.success(), "deleted before its TTL");
+    eventually(Duration::from_secs(30), "the finished job deleted", || {
+        (!c.kubectl(&["get", "job", "once"]).status.success()).then_some(())
+    });
+}
+
+#[test]
+fn bad_owner_references_and_overlapping_selectors() {
+    let mut c = Cluster::start();
+    c.start_manager(&["--secure-port=0"]);
+    let pod = |name: &str, owner: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: stray}}\n  ownerReferences: [{owner}]\nspec:\n  containers: [{{name: c, image: busybox:1.36}}]\n")
+    };
+    // An owner that does not exist: the dependent is garbage.
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file(
+            "dangling.yaml",
+            &pod(
+                "dangling",
+                "{apiVersion: apps/v1, kind: ReplicaSet, name: gone, uid: 00000000-0000-0000-0000-000000000001}",
+            ),
+        ),
+    ]);
+    // An owner of a kind nobody serves: never deleted on a guess.
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file(
+            "unknown.yaml",
+            &pod(
+                "unknown-kind",
+                "{apiVersion: example.com/v1, kind: Widget, name: w, uid: 00000000-0000-0000-0000-000000000002}",
+            ),
+        ),
+    ]);
+    eventually(Duration::from_secs(30), "the dangling dependent deleted", || {
+        (!c.kubectl(&["get", "pod", "dangling"]).status.success()).then_some(())
+    });
+    assert!(c.kubectl(&["get", "pod", "unknown-kind"]).status.success());
+
+    // Two ReplicaSets selecting the same pods: each keeps its own, nothing flaps.
+    let rs = |name: &str, n: i32| {
+        format!("apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: {name}}}\nspec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: shared}}}}\n  template:\n    metadata: {{labels: {{app: shared}}}}\n    spec:\n      containers: [{{name: c, image: busybox:1.36}}]\n")
+    };
+    c.ok(&["apply", "-f", &c.file("rs-a.yaml", &rs("first", 2))]);
+    c.ok(&["apply", "-f", &c.file("rs-b.yaml", &rs("second", 3))]);
+    let owners = || {
+        let pods = c.json(&["pods", "-l", "app=shared"]);
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for p in items(&pods) {
+            *counts
+                .entry(p["metadata"]["ownerReferences"][0]["name"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+        counts
+    };
+    let settled = eventually(Duration::from_secs(30), "both ReplicaSets at size", || {
+        let o = owners();
+        (o.get("first") == Some(&2) && o.get("second") == Some(&3)).then_some(o)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(owners(), settled, "pods changed hands or were recreated");
+    // The controller manager is still healthy and not retrying in a tight loop.
+    let log = c.manager_log(0);
+    let retries = log.matches("sync failed").count();
+    assert!(retries < 20, "{retries} failed syncs:\n{log}");
+}

@@ -212,6 +212,32 @@ impl SigningCa {
         self.sign(&req, key)
     }
 
+    /// Signs a PKCS#10 request as the controller manager's cluster signer does: the request's subject
+    /// and SANs, the key usages named by the CertificateSigningRequest (`digital signature`,
+    /// `key encipherment`, `client auth`, `server auth`), valid from five minutes ago for `valid_for`.
+    pub fn sign_csr(&self, csr_pem: &str, usages: &[String], valid_for: Duration) -> Result<String, PkiError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(crypto)?;
+        let p = &mut csr.params;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = Vec::new();
+        p.extended_key_usages = Vec::new();
+        for u in usages {
+            match u.as_str() {
+                "digital signature" => p.key_usages.push(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => p.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+                "client auth" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth),
+                "server auth" => p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth),
+                _ => {}
+            }
+        }
+        p.use_authority_key_identifier_extension = true;
+        p.serial_number = Some(random_serial());
+        validity(p, valid_for);
+        let issuer = Issuer::from_ca_cert_der(&self.cert.chain[0].clone().into(), &self.key)
+            .map_err(|e| PkiError::file(&self.cert.path, format!("cannot use as an issuer: {e}")))?;
+        Ok(csr.signed_by(&issuer).map_err(crypto)?.pem())
+    }
+
     fn sign_params(&self, params: &CertificateParams, key: &KeyPair) -> Result<String, PkiError> {
         let issuer = Issuer::from_ca_cert_der(&self.cert.chain[0].clone().into(), &self.key)
             .map_err(|e| PkiError::file(&self.cert.path, format!("cannot use as an issuer: {e}")))?;

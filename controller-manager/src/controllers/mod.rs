@@ -1,9 +1,11 @@
 //! The controllers, one module each, and what they share: the worker loop around a work queue,
 //! owner references, pod readiness, selectors.
 
+pub mod certificates;
 pub mod deployment;
 pub mod endpoints;
 pub mod garbagecollector;
+pub mod misc;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
@@ -37,6 +39,12 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
     ("taint-eviction-controller", &["tainteviction"], true, nodelifecycle::start_taint_eviction),
     ("node-ipam-controller", &["nodeipam"], true, nodelifecycle::start_ipam),
     ("pod-garbage-collector-controller", &["podgc"], true, podgc::start),
+    ("clusterrole-aggregation-controller", &["clusterrole-aggregation"], true, misc::start_clusterrole_aggregation),
+    ("ttl-after-finished-controller", &["ttl-after-finished"], true, misc::start_ttl_after_finished),
+    ("certificatesigningrequest-signing-controller", &["csrsigning"], true, certificates::start_signing),
+    ("certificatesigningrequest-cleaner-controller", &["csrcleaner"], true, certificates::start_cleaner),
+    // Off by default, as upstream (kubeadm turns it on).
+    ("token-cleaner-controller", &["tokencleaner"], false, misc::start_token_cleaner),
 ];
 
 #[derive(Debug, thiserror::Error)]
