@@ -371,6 +371,18 @@ fn services_get_endpoints_and_slices_that_follow_readiness() {
         let total: usize = items(&s).iter().map(|i| i["endpoints"].as_array().map(Vec::len).unwrap_or(0)).sum();
         (items(&s).len() == 2 && total == 3).then_some(())
     });
+    // Endpoints written by hand for a Service without a selector are mirrored into slices.
+    c.ok(&["apply", "-f", &c.file("ext.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: ext}\nspec:\n  ports: [{port: 443}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: ext}\nsubsets:\n- addresses: [{ip: 192.0.2.10}]\n  ports: [{port: 443}]\n")]);
+    let mirrored = eventually(Duration::from_secs(30), "a mirrored slice", || {
+        let s = c.json(&["endpointslices", "-l", "kubernetes.io/service-name=ext"]);
+        items(&s).first().cloned()
+    });
+    assert_eq!(mirrored["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslicemirroring-controller.k8s.io");
+    assert_eq!(mirrored["metadata"]["ownerReferences"][0]["kind"], "Endpoints");
+    assert_eq!(mirrored["endpoints"][0]["addresses"], serde_json::json!(["192.0.2.10"]));
+    assert_eq!(mirrored["ports"][0]["port"], 443);
+    assert!(c.kubectl(&["get", "endpoints", "ext"]).status.success(), "hand-written endpoints are left alone");
+
     // The Service's deletion takes its endpoints with it.
     c.ok(&["delete", "service", "api"]);
     eventually(Duration::from_secs(30), "endpoints and slices gone", || {

@@ -453,3 +453,145 @@ mod tests {
         assert_eq!(target_port(&missing, &pod), None);
     }
 }
+
+pub const MIRRORED_BY: &str = "endpointslicemirroring-controller.k8s.io";
+const MIRROR_MAX_PER_SUBSET: usize = 1000;
+
+/// The endpointslice-mirroring controller: Endpoints written by someone else for a Service without a
+/// selector are mirrored into EndpointSlices (owned by the Endpoints, labelled as mirrored).
+pub fn start_mirroring(ctx: &Arc<Context>) {
+    let queue: WorkQueue<String> = WorkQueue::new("endpoint_slice_mirroring");
+    let q = queue.clone();
+    ctx.endpoints().add_handler(move |ch| q.add(key_of(ch.object().as_ref())));
+    let q = queue.clone();
+    ctx.services().add_handler(move |ch| q.add(key_of(ch.object().as_ref())));
+    let q = queue.clone();
+    ctx.endpointslices().add_handler(move |ch| {
+        let s = ch.object();
+        let labels = s.metadata.labels.clone().unwrap_or_default();
+        if labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MIRRORED_BY) {
+            if let Some(svc) = labels.get(SERVICE_NAME_LABEL) {
+                q.add(format!("{}/{svc}", s.metadata.namespace.as_deref().unwrap_or("")));
+            }
+        }
+    });
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        ctx.services().wait_synced().await;
+        ctx.endpoints().wait_synced().await;
+        ctx.endpointslices().wait_synced().await;
+        let c = ctx.clone();
+        run_workers(queue, 5, move |key| {
+            let ctx = c.clone();
+            async move { mirror(&ctx, &key).await }
+        });
+    });
+}
+
+async fn mirror(ctx: &Context, key: &str) -> SyncResult {
+    let (ns, name) = split_key(key);
+    let ns = ns.unwrap_or("");
+    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let mut existing: Vec<Arc<EndpointSlice>> = ctx
+        .endpointslices()
+        .list_namespace(ns)
+        .into_iter()
+        .filter(|s| {
+            let l = s.metadata.labels.clone().unwrap_or_default();
+            l.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name) && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MIRRORED_BY)
+        })
+        .collect();
+    existing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let ep = ctx.endpoints().get(key);
+    let svc = ctx.services().get(key);
+    let wanted = match (&ep, &svc) {
+        (Some(ep), Some(svc)) => {
+            let skip = ep.metadata.labels.as_ref().and_then(|l| l.get("endpointslice.kubernetes.io/skip-mirror")).map(String::as_str) == Some("true");
+            !skip && !has_selector(svc)
+        }
+        _ => false,
+    };
+    let mut desired: Vec<(Option<Vec<SlicePort>>, Vec<Endpoint>)> = Vec::new();
+    if let (true, Some(ep)) = (wanted, &ep) {
+        for subset in ep.subsets.iter().flatten() {
+            let ports: Vec<SlicePort> = subset
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| SlicePort { name: Some(p.name.clone().unwrap_or_default()), port: Some(p.port), protocol: p.protocol.clone().or(Some("TCP".into())), app_protocol: p.app_protocol.clone() })
+                .collect();
+            let mut eps = Vec::new();
+            let ready = subset.addresses.iter().flatten().map(|a| (a, true));
+            let not_ready = subset.not_ready_addresses.iter().flatten().map(|a| (a, false));
+            for (a, r) in ready.chain(not_ready).take(MIRROR_MAX_PER_SUBSET) {
+                if a.ip.contains(':') {
+                    continue;
+                }
+                eps.push(Endpoint {
+                    addresses: vec![a.ip.clone()],
+                    conditions: Some(EndpointConditions { ready: Some(r), serving: Some(r), terminating: Some(false) }),
+                    hostname: a.hostname.clone(),
+                    node_name: a.node_name.clone(),
+                    target_ref: a.target_ref.clone(),
+                    ..Default::default()
+                });
+            }
+            if eps.is_empty() {
+                continue;
+            }
+            for chunk in eps.chunks(ctx.flags.max_endpoints_per_slice.max(1)) {
+                desired.push((Some(ports.clone()), chunk.to_vec()));
+            }
+        }
+    }
+    let mut reuse = existing.into_iter();
+    if let (true, Some(ep)) = (wanted, &ep) {
+        let mut labels = ep.metadata.labels.clone().unwrap_or_default();
+        labels.insert(SERVICE_NAME_LABEL.into(), name.into());
+        labels.insert(MANAGED_BY_LABEL.into(), MIRRORED_BY.into());
+        let mut annotations = ep.metadata.annotations.clone().unwrap_or_default();
+        annotations.remove("endpoints.kubernetes.io/last-change-trigger-time");
+        let annotations = (!annotations.is_empty()).then_some(annotations);
+        for (ports, endpoints) in desired {
+            match reuse.next() {
+                Some(cur) if cur.endpoints == endpoints && cur.ports == ports && cur.metadata.labels.as_ref() == Some(&labels) => {}
+                Some(cur) => {
+                    let mut s = cur.as_ref().clone();
+                    s.endpoints = endpoints;
+                    s.ports = ports;
+                    s.metadata.labels = Some(labels.clone());
+                    s.metadata.annotations = annotations.clone();
+                    api.replace(s.metadata.name.clone().unwrap_or_default().as_str(), &PostParams::default(), &s).await?;
+                }
+                None => {
+                    let s = EndpointSlice {
+                        metadata: ObjectMeta {
+                            generate_name: Some(format!("{name}-")),
+                            namespace: Some(ns.into()),
+                            labels: Some(labels.clone()),
+                            annotations: annotations.clone(),
+                            owner_references: Some(vec![controller_ref(ep.as_ref())]),
+                            ..Default::default()
+                        },
+                        address_type: "IPv4".into(),
+                        endpoints,
+                        ports,
+                    };
+                    match api.create(&PostParams::default(), &s).await {
+                        Ok(_) => {}
+                        Err(e) if has_code(&e, &[403]) => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    for extra in reuse {
+        match api.delete(extra.metadata.name.as_deref().unwrap_or(""), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if has_code(&e, &[404]) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}

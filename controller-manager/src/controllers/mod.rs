@@ -35,6 +35,7 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
     ("root-ca-certificate-publisher-controller", &["root-ca-cert-publisher"], true, rootca::start),
     ("endpoints-controller", &["endpoint"], true, endpoints::start_endpoints),
     ("endpointslice-controller", &["endpointslice"], true, endpoints::start_slices),
+    ("endpointslice-mirroring-controller", &["endpointslicemirroring"], true, endpoints::start_mirroring),
     ("node-lifecycle-controller", &["nodelifecycle"], true, nodelifecycle::start),
     ("taint-eviction-controller", &["tainteviction"], true, nodelifecycle::start_taint_eviction),
     ("node-ipam-controller", &["nodeipam"], true, nodelifecycle::start_ipam),
