@@ -37,6 +37,7 @@ pub struct Context {
     jobs: OnceLock<Arc<Informer<Job>>>,
     csrs: OnceLock<Arc<Informer<CertificateSigningRequest>>>,
     system_secrets: OnceLock<Arc<Informer<Secret>>>,
+    secrets: OnceLock<Arc<Informer<Secret>>>,
 }
 
 macro_rules! informer {
@@ -71,6 +72,7 @@ impl Context {
             jobs: OnceLock::new(),
             csrs: OnceLock::new(),
             system_secrets: OnceLock::new(),
+            secrets: OnceLock::new(),
         })
     }
 
@@ -88,6 +90,7 @@ impl Context {
     informer!(clusterroles, ClusterRole);
     informer!(jobs, Job);
     informer!(csrs, CertificateSigningRequest);
+    informer!(secrets, Secret);
 
     /// Secrets of `kube-system` (bootstrap tokens).
     pub fn system_secrets(&self) -> Arc<Informer<Secret>> {

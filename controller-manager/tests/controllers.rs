@@ -377,7 +377,10 @@ fn services_get_endpoints_and_slices_that_follow_readiness() {
         let s = c.json(&["endpointslices", "-l", "kubernetes.io/service-name=ext"]);
         items(&s).first().cloned()
     });
-    assert_eq!(mirrored["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslicemirroring-controller.k8s.io");
+    assert_eq!(
+        mirrored["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io"
+    );
     assert_eq!(mirrored["metadata"]["ownerReferences"][0]["kind"], "Endpoints");
     assert_eq!(mirrored["endpoints"][0]["addresses"], serde_json::json!(["192.0.2.10"]));
     assert_eq!(mirrored["ports"][0]["port"], 443);
@@ -576,8 +579,12 @@ fn csrs_are_signed_roles_aggregated_and_finished_jobs_expire() {
             "keyUsage=critical,keyCertSign,digitalSignature",
         ],
     );
+    openssl(&d, &["genrsa", "-out", "sa.key", "2048"]);
+    openssl(&d, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
     c.start_manager(&[
         "--secure-port=0",
+        &format!("--service-account-private-key-file={}", d.join("sa.key").display()),
+        &format!("--root-ca-file={}", d.join("ca.crt").display()),
         &format!("--cluster-signing-cert-file={}", d.join("ca.crt").display()),
         &format!("--cluster-signing-key-file={}", d.join("ca.key").display()),
         "--cluster-signing-duration=1h",
@@ -629,6 +636,33 @@ fn csrs_are_signed_roles_aggregated_and_finished_jobs_expire() {
     });
     assert_eq!(failed["reason"], "SignerValidationFailure");
     assert!(c.ok(&["get", "csr", "impostor", "-o", "jsonpath={.status.certificate}"]).is_empty());
+
+    // A legacy token Secret is filled with a token signed by the service-account key.
+    c.ok(&["create", "serviceaccount", "robot"]);
+    c.ok(&["apply", "-f", &c.file("tok.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: robot-token\n  annotations: {kubernetes.io/service-account.name: robot}\ntype: kubernetes.io/service-account-token\n")]);
+    let token = eventually(Duration::from_secs(30), "a token", || {
+        let t = c.ok(&["get", "secret", "robot-token", "-o", "jsonpath={.data.token}"]);
+        (!t.is_empty()).then_some(t)
+    });
+    let jwt = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token).unwrap()).unwrap();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header: Value = serde_json::from_slice(&url.decode(parts[0]).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&url.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(claims["iss"], "kubernetes/serviceaccount");
+    assert_eq!(claims["sub"], "system:serviceaccount:default:robot");
+    let uid = c.ok(&["get", "sa", "robot", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(claims["kubernetes.io/serviceaccount/service-account.uid"], uid.as_str());
+    std::fs::write(d.join("signed.txt"), format!("{}.{}", parts[0], parts[1])).unwrap();
+    std::fs::write(d.join("sig.bin"), url.decode(parts[2]).unwrap()).unwrap();
+    openssl(&d, &["dgst", "-sha256", "-verify", "sa.pub", "-signature", "sig.bin", "signed.txt"]);
+    assert!(!c.ok(&["get", "secret", "robot-token", "-o", "jsonpath={.data.ca\\.crt}"]).is_empty());
+    c.ok(&["delete", "serviceaccount", "robot"]);
+    eventually(Duration::from_secs(30), "the token secret of a deleted account deleted", || {
+        (!c.kubectl(&["get", "secret", "robot-token"]).status.success()).then_some(())
+    });
 
     // An aggregated ClusterRole follows the roles its selector matches.
     c.ok(&["apply", "-f", &c.file("agg.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: monitoring}\naggregationRule:\n  clusterRoleSelectors: [{matchLabels: {rbac.example.com/aggregate-to-monitoring: \"true\"}}]\nrules: []\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: monitoring-endpoints\n  labels: {rbac.example.com/aggregate-to-monitoring: \"true\"}\nrules:\n- apiGroups: [\"\"]\n  resources: [services, endpoints, pods]\n  verbs: [get, list, watch]\n")]);

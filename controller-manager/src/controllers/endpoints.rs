@@ -498,7 +498,8 @@ async fn mirror(ctx: &Context, key: &str) -> SyncResult {
         .into_iter()
         .filter(|s| {
             let l = s.metadata.labels.clone().unwrap_or_default();
-            l.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name) && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MIRRORED_BY)
+            l.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
+                && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MIRRORED_BY)
         })
         .collect();
     existing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -506,7 +507,13 @@ async fn mirror(ctx: &Context, key: &str) -> SyncResult {
     let svc = ctx.services().get(key);
     let wanted = match (&ep, &svc) {
         (Some(ep), Some(svc)) => {
-            let skip = ep.metadata.labels.as_ref().and_then(|l| l.get("endpointslice.kubernetes.io/skip-mirror")).map(String::as_str) == Some("true");
+            let skip = ep
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("endpointslice.kubernetes.io/skip-mirror"))
+                .map(String::as_str)
+                == Some("true");
             !skip && !has_selector(svc)
         }
         _ => false,
@@ -518,7 +525,12 @@ async fn mirror(ctx: &Context, key: &str) -> SyncResult {
                 .ports
                 .iter()
                 .flatten()
-                .map(|p| SlicePort { name: Some(p.name.clone().unwrap_or_default()), port: Some(p.port), protocol: p.protocol.clone().or(Some("TCP".into())), app_protocol: p.app_protocol.clone() })
+                .map(|p| SlicePort {
+                    name: Some(p.name.clone().unwrap_or_default()),
+                    port: Some(p.port),
+                    protocol: p.protocol.clone().or(Some("TCP".into())),
+                    app_protocol: p.app_protocol.clone(),
+                })
                 .collect();
             let mut eps = Vec::new();
             let ready = subset.addresses.iter().flatten().map(|a| (a, true));
@@ -554,14 +566,18 @@ async fn mirror(ctx: &Context, key: &str) -> SyncResult {
         let annotations = (!annotations.is_empty()).then_some(annotations);
         for (ports, endpoints) in desired {
             match reuse.next() {
-                Some(cur) if cur.endpoints == endpoints && cur.ports == ports && cur.metadata.labels.as_ref() == Some(&labels) => {}
+                Some(cur)
+                    if cur.endpoints == endpoints
+                        && cur.ports == ports
+                        && cur.metadata.labels.as_ref() == Some(&labels) => {}
                 Some(cur) => {
                     let mut s = cur.as_ref().clone();
                     s.endpoints = endpoints;
                     s.ports = ports;
                     s.metadata.labels = Some(labels.clone());
                     s.metadata.annotations = annotations.clone();
-                    api.replace(s.metadata.name.clone().unwrap_or_default().as_str(), &PostParams::default(), &s).await?;
+                    api.replace(s.metadata.name.clone().unwrap_or_default().as_str(), &PostParams::default(), &s)
+                        .await?;
                 }
                 None => {
                     let s = EndpointSlice {

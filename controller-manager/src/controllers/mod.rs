@@ -12,6 +12,7 @@ pub mod podgc;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod tokens;
 
 use crate::context::Context;
 use component_base::workqueue::WorkQueue;
@@ -32,6 +33,7 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
     ("garbage-collector-controller", &["garbagecollector"], true, garbagecollector::start),
     ("namespace-controller", &["namespace"], true, namespace::start),
     ("serviceaccount-controller", &["serviceaccount"], true, serviceaccount::start),
+    ("serviceaccount-token-controller", &["serviceaccount-token"], true, tokens::start),
     ("root-ca-certificate-publisher-controller", &["root-ca-cert-publisher"], true, rootca::start),
     ("endpoints-controller", &["endpoint"], true, endpoints::start_endpoints),
     ("endpointslice-controller", &["endpointslice"], true, endpoints::start_slices),
