@@ -414,46 +414,6 @@ async fn sync_slices(ctx: &Context, key: &str) -> SyncResult {
     Ok(None)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(ip: &str) -> EndpointAddress {
-        EndpointAddress { ip: ip.into(), ..Default::default() }
-    }
-
-    #[test]
-    fn subsets_repack_by_port_set_and_sort_by_ip() {
-        let p80 = vec![EndpointPort { port: 80, protocol: Some("TCP".into()), ..Default::default() }];
-        let p81 = vec![EndpointPort { port: 81, protocol: Some("TCP".into()), ..Default::default() }];
-        let subsets = repack(vec![
-            (addr("10.0.0.3"), true, p80.clone()),
-            (addr("10.0.0.1"), true, p80.clone()),
-            (addr("10.0.0.2"), false, p80.clone()),
-            (addr("10.0.0.4"), true, p81.clone()),
-        ]);
-        assert_eq!(subsets.len(), 2);
-        let ips: Vec<String> = subsets[0].addresses.iter().flatten().map(|a| a.ip.clone()).collect();
-        assert_eq!(ips, ["10.0.0.1", "10.0.0.3"]);
-        assert_eq!(subsets[0].not_ready_addresses.as_ref().unwrap()[0].ip, "10.0.0.2");
-        assert_eq!(subsets[1].ports.as_ref().unwrap()[0].port, 81);
-    }
-
-    #[test]
-    fn named_target_ports_resolve_per_pod() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]}
-        }))
-        .unwrap();
-        let named =
-            ServicePort { port: 80, target_port: Some(IntOrString::String("http".into())), ..Default::default() };
-        assert_eq!(target_port(&named, &pod), Some(8080));
-        let missing =
-            ServicePort { port: 80, target_port: Some(IntOrString::String("grpc".into())), ..Default::default() };
-        assert_eq!(target_port(&missing, &pod), None);
-    }
-}
-
 pub const MIRRORED_BY: &str = "endpointslicemirroring-controller.k8s.io";
 const MIRROR_MAX_PER_SUBSET: usize = 1000;
 
@@ -610,4 +570,44 @@ async fn mirror(ctx: &Context, key: &str) -> SyncResult {
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(ip: &str) -> EndpointAddress {
+        EndpointAddress { ip: ip.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn subsets_repack_by_port_set_and_sort_by_ip() {
+        let p80 = vec![EndpointPort { port: 80, protocol: Some("TCP".into()), ..Default::default() }];
+        let p81 = vec![EndpointPort { port: 81, protocol: Some("TCP".into()), ..Default::default() }];
+        let subsets = repack(vec![
+            (addr("10.0.0.3"), true, p80.clone()),
+            (addr("10.0.0.1"), true, p80.clone()),
+            (addr("10.0.0.2"), false, p80.clone()),
+            (addr("10.0.0.4"), true, p81.clone()),
+        ]);
+        assert_eq!(subsets.len(), 2);
+        let ips: Vec<String> = subsets[0].addresses.iter().flatten().map(|a| a.ip.clone()).collect();
+        assert_eq!(ips, ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(subsets[0].not_ready_addresses.as_ref().unwrap()[0].ip, "10.0.0.2");
+        assert_eq!(subsets[1].ports.as_ref().unwrap()[0].port, 81);
+    }
+
+    #[test]
+    fn named_target_ports_resolve_per_pod() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]}
+        }))
+        .unwrap();
+        let named =
+            ServicePort { port: 80, target_port: Some(IntOrString::String("http".into())), ..Default::default() };
+        assert_eq!(target_port(&named, &pod), Some(8080));
+        let missing =
+            ServicePort { port: 80, target_port: Some(IntOrString::String("grpc".into())), ..Default::default() };
+        assert_eq!(target_port(&missing, &pod), None);
+    }
 }
