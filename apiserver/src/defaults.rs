@@ -195,6 +195,27 @@ fn job_spec(spec: &mut Value) {
     }
 }
 
+/// A Secret's `stringData` is write-only: upstream's conversion folds it into `data` (base64,
+/// overriding keys of the same name) and never stores it.
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
+    if sd.is_empty() {
+        return;
+    }
+    let Some(m) = obj.as_object_mut() else { return };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Value::Object(d) = data {
+        for (k, v) in sd {
+            let text = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+        }
+    }
+}
+
 /// Upstream's defaulting for the kinds that have it.
 pub fn apply(res: &Resource, obj: &mut Value) {
     match (res.group, res.kind) {
@@ -310,7 +331,10 @@ pub fn apply(res: &Resource, obj: &mut Value) {
                 set_default(obj, "/spec/allocateLoadBalancerNodePorts", json!(true));
             }
         }
-        ("", "Secret") => set_default(obj, "/type", json!("Opaque")),
+        ("", "Secret") => {
+            merge_string_data(obj);
+            set_default(obj, "/type", json!("Opaque"));
+        }
         ("", "PersistentVolumeClaim") => {
             if let Some(s) = obj.get_mut("spec") {
                 pvc_spec(s);
@@ -503,6 +527,16 @@ mod tests {
         assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
         assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
         assert_eq!(cj["spec"]["jobTemplate"]["spec"]["backoffLimit"], 6);
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let s = defaulted(
+            "",
+            "Secret",
+            json!({"data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "b": "two"}}),
+        );
+        assert_eq!(s, json!({"type": "Opaque", "data": {"a": "bmV3", "keep": "eA==", "b": "dHdv"}}));
     }
 
     #[test]

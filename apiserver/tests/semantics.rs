@@ -337,6 +337,15 @@ fn defaults_and_validation_through_kubectl() {
     assert_eq!(p["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
     assert_eq!(p["spec"]["serviceAccount"], "default");
     assert_eq!(p["spec"]["containers"][0]["terminationMessagePolicy"], "File");
+    // stringData is write-only: folded into data.
+    s.ok(&[
+        "apply",
+        "-f",
+        &s.file("sd.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: sd}\nstringData: {user: admin}\n"),
+    ]);
+    let sd = get_json(&s, &["secret", "sd"]);
+    assert_eq!(sd["data"]["user"], "YWRtaW4=");
+    assert!(sd.get("stringData").is_none());
     let err = s.fails(&["create", "cronjob", "c", "--image=busybox", "--schedule=61 * * * *"]);
     assert!(err.contains("spec.schedule: Invalid value: \"61 * * * *\""), "{err}");
 }

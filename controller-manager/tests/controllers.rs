@@ -747,3 +747,55 @@ fn bad_owner_references_and_overlapping_selectors() {
     let retries = log.matches("sync failed").count();
     assert!(retries < 20, "{retries} failed syncs:\n{log}");
 }
+
+#[test]
+fn bootstrap_tokens_sign_cluster_info_and_expire() {
+    let mut c = Cluster::start();
+    c.start_manager(&["--secure-port=0", "--controllers=*,tokencleaner,bootstrapsigner"]);
+    let token = |id: &str, secret: &str, expiration: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: bootstrap-token-{id}, namespace: kube-system}}\ntype: bootstrap.kubernetes.io/token\nstringData:\n  token-id: {id}\n  token-secret: {secret}\n  usage-bootstrap-signing: \"true\"\n  usage-bootstrap-authentication: \"true\"\n  expiration: \"{expiration}\"\n")
+    };
+    c.ok(&["apply", "-f", &c.file("t1.yaml", &token("abcdef", "0123456789abcdef", "2999-01-01T00:00:00Z"))]);
+    c.ok(&["apply", "-f", &c.file("t2.yaml", &token("zyxwvu", "fedcba9876543210", "2020-01-01T00:00:00Z"))]);
+    c.ok(&[
+        "create",
+        "configmap",
+        "cluster-info",
+        "-n",
+        "kube-public",
+        "--from-literal=kubeconfig=apiVersion: v1\nkind: Config\n",
+    ]);
+    let jws = eventually(Duration::from_secs(30), "a signature", || {
+        let v =
+            c.ok(&["get", "cm", "cluster-info", "-n", "kube-public", "-o", "jsonpath={.data.jws-kubeconfig-abcdef}"]);
+        (!v.is_empty()).then_some(v)
+    });
+    // Recompute it the way kubeadm join checks it, with openssl.
+    use base64::Engine;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (header, sig) = jws.split_once("..").unwrap();
+    let signed = format!("{header}.{}", url.encode("apiVersion: v1\nkind: Config\n"));
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", "0123456789abcdef", "-binary"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), signed.as_bytes()).unwrap();
+    let mac = child.wait_with_output().unwrap().stdout;
+    assert_eq!(sig, url.encode(mac));
+    // The expired token is deleted, and never signs.
+    eventually(Duration::from_secs(30), "the expired token deleted", || {
+        (!c.kubectl(&["get", "secret", "bootstrap-token-zyxwvu", "-n", "kube-system"]).status.success()).then_some(())
+    });
+    assert!(c
+        .ok(&["get", "cm", "cluster-info", "-n", "kube-public", "-o", "jsonpath={.data.jws-kubeconfig-zyxwvu}"])
+        .is_empty());
+    // A deleted token's signature goes.
+    c.ok(&["delete", "secret", "bootstrap-token-abcdef", "-n", "kube-system"]);
+    eventually(Duration::from_secs(30), "the signature removed", || {
+        c.ok(&["get", "cm", "cluster-info", "-n", "kube-public", "-o", "jsonpath={.data.jws-kubeconfig-abcdef}"])
+            .is_empty()
+            .then_some(())
+    });
+}

@@ -1,7 +1,8 @@
 //! The small controllers: clusterrole-aggregation (ClusterRoles with an `aggregationRule` get the
 //! rules of every ClusterRole their selectors match), ttl-after-finished (finished Jobs with
 //! `ttlSecondsAfterFinished` are deleted, in the foreground, once it has passed) and tokencleaner
-//! (expired bootstrap-token Secrets in `kube-system` are deleted).
+//! (expired bootstrap-token Secrets in `kube-system` are deleted) and bootstrapsigner (`cluster-info`
+//! signed with every signing bootstrap token).
 
 use super::{has_code, run_workers, selector_matches, SyncResult};
 use crate::context::Context;
@@ -180,6 +181,86 @@ pub fn start_token_cleaner(ctx: &Arc<Context>) {
     });
 }
 
+/// The parts of a usable bootstrap token Secret: (token id, token secret), when it may sign.
+pub fn signing_token(s: &Secret) -> Option<(String, String)> {
+    if s.type_.as_deref() != Some("bootstrap.kubernetes.io/token")
+        || token_expired(s)
+        || s.metadata.deletion_timestamp.is_some()
+    {
+        return None;
+    }
+    let get = |k: &str| s.data.as_ref().and_then(|d| d.get(k)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    if get("usage-bootstrap-signing").as_deref() != Some("true") {
+        return None;
+    }
+    let id = get("token-id")?;
+    let secret = get("token-secret")?;
+    // The Secret must be named after its token id.
+    (s.metadata.name.as_deref() == Some(format!("bootstrap-token-{id}").as_str())).then_some((id, secret))
+}
+
+/// A detached JWS (`header..signature`) of `content`, HS256 with the token secret and the token id
+/// as `kid`, as upstream's `ComputeDetachedSignature` (and kubeadm's check of it) computes it.
+pub fn detached_jws(content: &str, token_id: &str, token_secret: &str) -> String {
+    use hmac::Mac;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = url.encode(format!("{{\"alg\":\"HS256\",\"kid\":\"{token_id}\"}}"));
+    let payload = url.encode(content);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token_secret.as_bytes()).expect("any key length");
+    mac.update(format!("{header}.{payload}").as_bytes());
+    format!("{header}..{}", url.encode(mac.finalize().into_bytes()))
+}
+
+/// The bootstrapsigner: `kube-public/cluster-info` carries `jws-kubeconfig-<token id>` signatures of
+/// its kubeconfig for every signing bootstrap token, and none for tokens that are gone or expired.
+pub fn start_bootstrap_signer(ctx: &Arc<Context>) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let secrets = ctx.system_secrets();
+        secrets.wait_synced().await;
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(ctx.client.clone(), "kube-public");
+        loop {
+            match api.get_opt("cluster-info").await {
+                Ok(Some(cm)) => {
+                    let data = cm.data.clone().unwrap_or_default();
+                    if let Some(kubeconfig) = data.get("kubeconfig") {
+                        let mut want: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+                        for s in secrets.list() {
+                            if let Some((id, secret)) = signing_token(&s) {
+                                want.insert(format!("jws-kubeconfig-{id}"), detached_jws(kubeconfig, &id, &secret));
+                            }
+                        }
+                        let have: std::collections::BTreeMap<String, String> = data
+                            .iter()
+                            .filter(|(k, _)| k.starts_with("jws-kubeconfig-"))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        if want != have {
+                            let mut patch = serde_json::Map::new();
+                            for k in have.keys().filter(|k| !want.contains_key(*k)) {
+                                patch.insert(k.clone(), serde_json::Value::Null);
+                            }
+                            for (k, v) in &want {
+                                patch.insert(k.clone(), json!(v));
+                            }
+                            let body =
+                                json!({"data": patch, "metadata": {"resourceVersion": cm.metadata.resource_version}});
+                            if let Err(e) =
+                                api.patch("cluster-info", &PatchParams::default(), &Patch::Merge(&body)).await
+                            {
+                                tracing::debug!(error = %e, "could not update cluster-info signatures");
+                            }
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "could not read cluster-info"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +314,15 @@ mod tests {
         };
         assert!(token_expired(&secret("2020-01-01T00:00:00Z")));
         assert!(!token_expired(&secret("2999-01-01T00:00:00Z")));
+    }
+
+    /// The detached JWS kubeadm computes for the same inputs (header `{"alg":"HS256","kid":"abcdef"}`).
+    #[test]
+    fn detached_signatures_as_kubeadm() {
+        let jws = detached_jws("hello", "abcdef", "0123456789abcdef");
+        let (header, sig) = jws.split_once("..").unwrap();
+        assert_eq!(header, "eyJhbGciOiJIUzI1NiIsImtpZCI6ImFiY2RlZiJ9");
+        assert_eq!(sig.len(), 43);
+        assert_ne!(detached_jws("hello", "abcdef", "other-secret"), jws);
     }
 }

@@ -48,6 +48,7 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
     ("certificatesigningrequest-cleaner-controller", &["csrcleaner"], true, certificates::start_cleaner),
     // Off by default, as upstream (kubeadm turns it on).
     ("token-cleaner-controller", &["tokencleaner"], false, misc::start_token_cleaner),
+    ("bootstrap-signer-controller", &["bootstrapsigner"], false, misc::start_bootstrap_signer),
 ];
 
 #[derive(Debug, thiserror::Error)]
