@@ -354,6 +354,7 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), 
         }
         _ => {}
     }
+    crate::validation::other_kinds(res.group, res.kind, obj, old, &mut causes);
     if causes.is_empty() {
         Ok(())
     } else {

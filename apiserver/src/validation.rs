@@ -465,6 +465,481 @@ pub fn cron_schedule(schedule: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn not_supported(obj: &Value, ptr: &str, field: &str, ok: &[&str], causes: &mut Vec<Cause>) {
+    if let Some(v) = obj.pointer(ptr).and_then(Value::as_str) {
+        if !ok.contains(&v) {
+            causes.push(Cause::not_supported(field, &json!(v), ok));
+        }
+    }
+}
+
+fn required_str(obj: &Value, ptr: &str, field: &str, causes: &mut Vec<Cause>) -> Option<String> {
+    match obj.pointer(ptr).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.to_string()),
+        None => {
+            causes.push(Cause::required(field, ""));
+            None
+        }
+    }
+}
+
+fn immutable(obj: &Value, old: Option<&Value>, ptr: &str, field: &str, causes: &mut Vec<Cause>) {
+    if let Some(old) = old {
+        if old.pointer(ptr) != obj.pointer(ptr) {
+            causes.push(Cause::invalid(field, obj.pointer(ptr).unwrap_or(&Value::Null), "field is immutable"));
+        }
+    }
+}
+
+const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+
+/// Rules of the kinds beyond workloads and pods, as upstream's validation packages state them.
+pub fn other_kinds(group: &str, kind: &str, obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    match (group, kind) {
+        ("networking.k8s.io", "Ingress") => {
+            let rules = obj.pointer("/spec/rules").and_then(Value::as_array);
+            if obj.pointer("/spec/defaultBackend").is_none() && rules.is_none_or(|r| r.is_empty()) {
+                causes.push(Cause::invalid(
+                    "spec",
+                    obj.get("spec").unwrap_or(&Value::Null),
+                    "either `defaultBackend` or `rules` must be specified",
+                ));
+            }
+            for (i, r) in rules.into_iter().flatten().enumerate() {
+                for (j, p) in r.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    let base = format!("spec.rules[{i}].http.paths[{j}]");
+                    match p.get("pathType").and_then(Value::as_str) {
+                        None => causes.push(Cause::required(&format!("{base}.pathType"), "pathType must be specified")),
+                        Some(t) if !["Exact", "Prefix", "ImplementationSpecific"].contains(&t) => {
+                            causes.push(Cause::not_supported(
+                                &format!("{base}.pathType"),
+                                &json!(t),
+                                &["Exact", "ImplementationSpecific", "Prefix"],
+                            ))
+                        }
+                        Some(t) => {
+                            let path = p.get("path").and_then(Value::as_str).unwrap_or("");
+                            if t != "ImplementationSpecific" && !path.starts_with('/') {
+                                causes.push(Cause::invalid(
+                                    &format!("{base}.path"),
+                                    &json!(path),
+                                    "must be an absolute path",
+                                ));
+                            }
+                        }
+                    }
+                    let b = p.get("backend").cloned().unwrap_or_default();
+                    match (b.get("service"), b.get("resource")) {
+                        (Some(_), Some(_)) => causes.push(Cause::invalid(
+                            &format!("{base}.backend"),
+                            &b,
+                            "cannot set both resource and service backends",
+                        )),
+                        (None, None) => {
+                            causes.push(Cause::invalid(&format!("{base}.backend"), &b, "must specify a backend"))
+                        }
+                        (Some(svc), None) => {
+                            let port = svc.get("port").cloned().unwrap_or_default();
+                            let named = port.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+                            let numbered = port.get("number").and_then(Value::as_i64).is_some_and(|n| n != 0);
+                            if named == numbered {
+                                causes.push(Cause::invalid(
+                                    &format!("{base}.backend.service.port"),
+                                    &port,
+                                    "port name or number is required",
+                                ));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        ("networking.k8s.io", "IngressClass") => {
+            required_str(obj, "/spec/controller", "spec.controller", causes);
+            immutable(obj, old, "/spec/controller", "spec.controller", causes);
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            for (i, t) in obj.pointer("/spec/policyTypes").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let t = t.as_str().unwrap_or("");
+                if !["Ingress", "Egress"].contains(&t) {
+                    causes.push(Cause::not_supported(
+                        &format!("spec.policyTypes[{i}]"),
+                        &json!(t),
+                        &["Ingress", "Egress"],
+                    ));
+                }
+            }
+            for dir in ["ingress", "egress"] {
+                for (i, r) in
+                    obj.pointer(&format!("/spec/{dir}")).and_then(Value::as_array).into_iter().flatten().enumerate()
+                {
+                    for (j, p) in r.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                        not_supported(
+                            p,
+                            "/protocol",
+                            &format!("spec.{dir}[{i}].ports[{j}].protocol"),
+                            &["SCTP", "TCP", "UDP"],
+                            causes,
+                        );
+                    }
+                }
+            }
+        }
+        ("", "PersistentVolume") => {
+            if obj.pointer("/spec/capacity").and_then(Value::as_object).is_none_or(|c| c.is_empty()) {
+                causes.push(Cause::required("spec.capacity", ""));
+            }
+            if obj.pointer("/spec/accessModes").and_then(Value::as_array).is_none_or(|a| a.is_empty()) {
+                causes.push(Cause::required("spec.accessModes", ""));
+            }
+            for (i, m) in obj.pointer("/spec/accessModes").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let m = m.as_str().unwrap_or("");
+                if !ACCESS_MODES.contains(&m) {
+                    causes.push(Cause::not_supported(&format!("spec.accessModes[{i}]"), &json!(m), ACCESS_MODES));
+                }
+            }
+            let sources = [
+                "hostPath",
+                "local",
+                "nfs",
+                "csi",
+                "iscsi",
+                "fc",
+                "rbd",
+                "cephfs",
+                "azureDisk",
+                "azureFile",
+                "gcePersistentDisk",
+                "awsElasticBlockStore",
+                "vsphereVolume",
+                "portworxVolume",
+                "flexVolume",
+                "glusterfs",
+                "quobyte",
+                "scaleIO",
+                "storageos",
+                "photonPersistentDisk",
+                "cinder",
+                "flocker",
+            ];
+            let n = sources.iter().filter(|s| obj.pointer(&format!("/spec/{s}")).is_some()).count();
+            if n == 0 {
+                causes.push(Cause::required("spec", "must specify a volume type"));
+            } else if n > 1 {
+                causes.push(Cause::forbidden("spec", "may not specify more than 1 volume type"));
+            }
+            not_supported(
+                obj,
+                "/spec/persistentVolumeReclaimPolicy",
+                "spec.persistentVolumeReclaimPolicy",
+                &["Delete", "Recycle", "Retain"],
+                causes,
+            );
+            not_supported(obj, "/spec/volumeMode", "spec.volumeMode", &["Block", "Filesystem"], causes);
+        }
+        ("", "PersistentVolumeClaim") => {
+            let modes = obj.pointer("/spec/accessModes").and_then(Value::as_array);
+            if modes.is_none_or(|a| a.is_empty()) {
+                causes.push(Cause::required("spec.accessModes", "at least 1 access mode is required"));
+            }
+            for (i, m) in modes.into_iter().flatten().enumerate() {
+                let m = m.as_str().unwrap_or("");
+                if !ACCESS_MODES.contains(&m) {
+                    causes.push(Cause::not_supported(&format!("spec.accessModes[{i}]"), &json!(m), ACCESS_MODES));
+                }
+            }
+            if obj.pointer("/spec/resources/requests/storage").is_none() {
+                causes.push(Cause::required("spec.resources[storage]", ""));
+            }
+            not_supported(obj, "/spec/volumeMode", "spec.volumeMode", &["Block", "Filesystem"], causes);
+            if let Some(old) = old {
+                let strip = |v: &Value| {
+                    let mut s = v.get("spec").cloned().unwrap_or_default();
+                    if let Some(m) = s.as_object_mut() {
+                        m.remove("resources");
+                        m.remove("volumeAttributesClassName");
+                        if old.pointer("/spec/volumeName").is_none() {
+                            m.remove("volumeName");
+                        }
+                    }
+                    s
+                };
+                if strip(obj) != strip(old) {
+                    causes.push(Cause::forbidden(
+                        "spec",
+                        "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+                    ));
+                }
+            }
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            if let Some(p) = required_str(obj, "/provisioner", "provisioner", causes) {
+                if let Err(m) = apimachinery::validation::qualified_name(&p) {
+                    causes.push(Cause::invalid("provisioner", &json!(p), &m));
+                }
+            }
+            not_supported(obj, "/reclaimPolicy", "reclaimPolicy", &["Delete", "Retain"], causes);
+            not_supported(
+                obj,
+                "/volumeBindingMode",
+                "volumeBindingMode",
+                &["Immediate", "WaitForFirstConsumer"],
+                causes,
+            );
+            if let Some(old) = old {
+                if old.get("parameters") != obj.get("parameters") {
+                    causes.push(Cause::forbidden("parameters", "updates to parameters are forbidden."));
+                }
+                if old.get("provisioner") != obj.get("provisioner") {
+                    causes.push(Cause::forbidden("provisioner", "updates to provisioner are forbidden."));
+                }
+                if old.get("reclaimPolicy") != obj.get("reclaimPolicy") {
+                    causes.push(Cause::forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."));
+                }
+            }
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            not_supported(obj, "/addressType", "addressType", &["FQDN", "IPv4", "IPv6"], causes);
+            if obj.get("addressType").is_none() {
+                causes.push(Cause::required("addressType", ""));
+            }
+            let eps = obj.get("endpoints").and_then(Value::as_array);
+            if eps.is_some_and(|e| e.len() > 1000) {
+                causes.push(Cause {
+                    reason: "FieldValueTooMany".into(),
+                    message: format!("Too many: {}: must have at most 1000 items", eps.map(Vec::len).unwrap_or(0)),
+                    field: "endpoints".into(),
+                });
+            }
+            for (i, e) in eps.into_iter().flatten().enumerate() {
+                let addrs = e.get("addresses").and_then(Value::as_array);
+                if addrs.is_none_or(|a| a.is_empty()) {
+                    causes
+                        .push(Cause::required(&format!("endpoints[{i}].addresses"), "must contain at least 1 address"));
+                }
+                let ty = obj.get("addressType").and_then(Value::as_str).unwrap_or("");
+                for (j, a) in addrs.into_iter().flatten().enumerate() {
+                    let a = a.as_str().unwrap_or("");
+                    let ok = match ty {
+                        "IPv4" => a.parse::<std::net::Ipv4Addr>().is_ok(),
+                        "IPv6" => a.parse::<std::net::Ipv6Addr>().is_ok(),
+                        _ => true,
+                    };
+                    if !ok {
+                        causes.push(Cause::invalid(
+                            &format!("endpoints[{i}].addresses[{j}]"),
+                            &json!(a),
+                            &format!("must be a valid {ty} address"),
+                        ));
+                    }
+                }
+            }
+            for (i, p) in obj.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                if let Some(n) = p.get("port").and_then(Value::as_i64) {
+                    if !(1..=65535).contains(&n) {
+                        causes.push(Cause::invalid(
+                            &format!("ports[{i}].port"),
+                            &json!(n),
+                            "must be between 1 and 65535, inclusive",
+                        ));
+                    }
+                }
+            }
+        }
+        ("", "Endpoints") => {
+            for (i, s) in obj.get("subsets").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                for list in ["addresses", "notReadyAddresses"] {
+                    for (j, a) in s.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+                        let ip = a.get("ip").and_then(Value::as_str).unwrap_or("");
+                        if ip.parse::<std::net::IpAddr>().is_err() {
+                            causes.push(Cause::invalid(
+                                &format!("subsets[{i}].{list}[{j}].ip"),
+                                &json!(ip),
+                                "must be a valid IP address",
+                            ));
+                        }
+                    }
+                }
+                for (j, p) in s.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    let n = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                    if !(1..=65535).contains(&n) {
+                        causes.push(Cause::invalid(
+                            &format!("subsets[{i}].ports[{j}].port"),
+                            &json!(n),
+                            "must be between 1 and 65535, inclusive",
+                        ));
+                    }
+                }
+            }
+        }
+        ("", "LimitRange") => {
+            for (i, l) in obj.pointer("/spec/limits").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                not_supported(
+                    l,
+                    "/type",
+                    &format!("spec.limits[{i}].type"),
+                    &["Container", "PersistentVolumeClaim", "Pod"],
+                    causes,
+                );
+            }
+        }
+        ("", "ResourceQuota") => {
+            for (k, v) in obj.pointer("/spec/hard").and_then(Value::as_object).into_iter().flatten() {
+                let q = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+                match quantity(&q) {
+                    Some(n) if n >= 0.0 => {}
+                    Some(_) => causes.push(Cause::invalid(
+                        &format!("spec.hard[{k}]"),
+                        &json!(q),
+                        "must be greater than or equal to 0",
+                    )),
+                    None => causes.push(Cause::invalid(
+                        &format!("spec.hard[{k}]"),
+                        &json!(q),
+                        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                    )),
+                }
+            }
+        }
+        ("", "Node") => {
+            for (i, t) in obj.pointer("/spec/taints").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                not_supported(
+                    t,
+                    "/effect",
+                    &format!("spec.taints[{i}].effect"),
+                    &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+                    causes,
+                );
+                if t.get("key").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    causes.push(Cause::required(&format!("spec.taints[{i}].key"), ""));
+                }
+            }
+        }
+        ("node.k8s.io", "RuntimeClass") => {
+            if let Some(h) = required_str(obj, "/handler", "handler", causes) {
+                if let Err(msgs) = apimachinery::validation::dns1123_label(&h) {
+                    for m in msgs {
+                        causes.push(Cause::invalid("handler", &json!(h), &m));
+                    }
+                }
+            }
+            immutable(obj, old, "/handler", "handler", causes);
+        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            required_str(obj, "/spec/request", "spec.request", causes);
+            required_str(obj, "/spec/signerName", "spec.signerName", causes);
+            let usages = obj.pointer("/spec/usages").and_then(Value::as_array);
+            if usages.is_none_or(|u| u.is_empty()) {
+                causes.push(Cause::required("spec.usages", ""));
+            }
+            if let Some(s) = obj.pointer("/spec/expirationSeconds").and_then(Value::as_i64) {
+                if s < 600 {
+                    causes.push(Cause::invalid(
+                        "spec.expirationSeconds",
+                        &json!(s),
+                        "may not specify a duration less than 600 seconds (10 minutes)",
+                    ));
+                }
+            }
+            if old.is_some() {
+                immutable(obj, old, "/spec/request", "spec.request", causes);
+            }
+        }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => {
+            let mut names = std::collections::HashSet::new();
+            for (i, w) in obj.get("webhooks").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let base = format!("webhooks[{i}]");
+                match w.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                    None => causes.push(Cause::required(&format!("{base}.name"), "")),
+                    Some(n) => {
+                        if n.split('.').count() < 3 {
+                            causes.push(Cause::invalid(
+                                &format!("{base}.name"),
+                                &json!(n),
+                                "should be a domain with at least three segments separated by dots",
+                            ));
+                        } else if !names.insert(n.to_string()) {
+                            causes.push(Cause::duplicate(&format!("{base}.name"), &json!(n)));
+                        }
+                    }
+                }
+                match w.get("sideEffects").and_then(Value::as_str) {
+                    None => causes.push(Cause::required(
+                        &format!("{base}.sideEffects"),
+                        "must specify one of None, NoneOnDryRun",
+                    )),
+                    Some(s) if !["None", "NoneOnDryRun"].contains(&s) => causes.push(Cause::not_supported(
+                        &format!("{base}.sideEffects"),
+                        &json!(s),
+                        &["None", "NoneOnDryRun"],
+                    )),
+                    _ => {}
+                }
+                if w.get("admissionReviewVersions").and_then(Value::as_array).is_none_or(|v| v.is_empty()) {
+                    causes.push(Cause::required(
+                        &format!("{base}.admissionReviewVersions"),
+                        "must specify one of v1, v1beta1",
+                    ));
+                }
+                let cc = w.get("clientConfig").cloned().unwrap_or_default();
+                if cc.get("url").is_some() == cc.get("service").is_some() {
+                    causes.push(Cause::required(
+                        &format!("{base}.clientConfig"),
+                        "exactly one of url or service is required",
+                    ));
+                }
+                not_supported(w, "/failurePolicy", &format!("{base}.failurePolicy"), &["Fail", "Ignore"], causes);
+                not_supported(w, "/matchPolicy", &format!("{base}.matchPolicy"), &["Equivalent", "Exact"], causes);
+                if let Some(t) = w.get("timeoutSeconds").and_then(Value::as_i64) {
+                    if !(1..=30).contains(&t) {
+                        causes.push(Cause::invalid(
+                            &format!("{base}.timeoutSeconds"),
+                            &json!(t),
+                            "the timeout value must be between 1 and 30 seconds",
+                        ));
+                    }
+                }
+            }
+        }
+        ("apps", "StatefulSet") => {
+            not_supported(
+                obj,
+                "/spec/podManagementPolicy",
+                "spec.podManagementPolicy",
+                &["OrderedReady", "Parallel"],
+                causes,
+            );
+            not_supported(
+                obj,
+                "/spec/updateStrategy/type",
+                "spec.updateStrategy.type",
+                &["OnDelete", "RollingUpdate"],
+                causes,
+            );
+            for f in ["serviceName", "podManagementPolicy", "volumeClaimTemplates"] {
+                if old.is_some_and(|o| o.pointer(&format!("/spec/{f}")) != obj.pointer(&format!("/spec/{f}"))) {
+                    causes.push(Cause::forbidden(
+                        "spec",
+                        "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                    ));
+                    break;
+                }
+            }
+        }
+        ("apps", "DaemonSet") => {
+            not_supported(
+                obj,
+                "/spec/updateStrategy/type",
+                "spec.updateStrategy.type",
+                &["OnDelete", "RollingUpdate"],
+                causes,
+            );
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,5 +1004,32 @@ mod tests {
         assert!(cron_schedule("* * *").is_err());
         assert_eq!(quantity("1Gi"), Some(1073741824.0));
         assert_eq!(quantity("250m"), Some(0.25));
+    }
+
+    #[test]
+    fn other_kinds_messages() {
+        let mut causes = Vec::new();
+        let ing = json!({"spec": {"rules": [{"http": {"paths": [{"path": "x", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {}}}}]}}]}});
+        other_kinds("networking.k8s.io", "Ingress", &ing, None, &mut causes);
+        assert_eq!(
+            msgs(&causes),
+            vec![
+                "spec.rules[0].http.paths[0].path: Invalid value: \"x\": must be an absolute path",
+                "spec.rules[0].http.paths[0].backend.service.port: Invalid value: {}: port name or number is required",
+            ]
+        );
+        let mut causes = Vec::new();
+        other_kinds(
+            "",
+            "PersistentVolumeClaim",
+            &json!({"spec": {"accessModes": ["ReadWriteSometimes"]}}),
+            None,
+            &mut causes,
+        );
+        assert_eq!(causes.len(), 2, "{:?}", msgs(&causes));
+        let mut causes = Vec::new();
+        let w = json!({"webhooks": [{"name": "short", "clientConfig": {}}]});
+        other_kinds("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", &w, None, &mut causes);
+        assert_eq!(causes.len(), 4, "{:?}", msgs(&causes));
     }
 }

@@ -346,6 +346,18 @@ fn defaults_and_validation_through_kubectl() {
     let sd = get_json(&s, &["secret", "sd"]);
     assert_eq!(sd["data"]["user"], "YWRtaW4=");
     assert!(sd.get("stringData").is_none());
+    let err = s.fails(&[
+        "apply",
+        "-f",
+        &s.file("ing.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules:\n  - http:\n      paths: [{path: /, backend: {service: {name: web, port: {number: 80}}}}]\n"),
+    ]);
+    assert!(
+        err.contains(r#"The Ingress "bad" is invalid: spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"#),
+        "{err}"
+    );
+    s.ok(&["apply", "-f", &s.file("pvc.yaml", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n")]);
+    let err = s.fails(&["patch", "pvc", "data", "--type=merge", "-p", r#"{"spec":{"accessModes":["ReadWriteMany"]}}"#]);
+    assert!(err.contains("spec: Forbidden: spec is immutable after creation"), "{err}");
     let err = s.fails(&["create", "cronjob", "c", "--image=busybox", "--schedule=61 * * * *"]);
     assert!(err.contains("spec.schedule: Invalid value: \"61 * * * *\""), "{err}");
 }
