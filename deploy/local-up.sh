@@ -7,7 +7,7 @@
 # Everything lives in $FERROKUBE_STATE_DIR (default /var/lib/ferrokube-local): pki/, the kubeconfigs
 # (admin.conf for you), data/ (the API server's store), logs/ and run/ (pid files).
 # Knobs: FERROKUBE_APISERVER_PORT (6443), FERROKUBE_NODE_NAME (hostname), FERROKUBE_PROFILE (release|debug),
-# FERROKUBE_CLUSTER_CIDR (10.244.0.0/16), FERROKUBE_CONTROLLER_MANAGER_PORT (0: not served),
+# FERROKUBE_CLUSTER_CIDR (10.244.0.0/16), FERROKUBE_CONTROLLER_MANAGER_PORT and FERROKUBE_SCHEDULER_PORT (0: not served),
 # FERROKUBE_BIN_DIR (use binaries built elsewhere instead of building).
 set -euo pipefail
 
@@ -131,7 +131,14 @@ if [ -x "$BIN/kube-controller-manager" ]; then
         --bind-address 127.0.0.1 --secure-port "${FERROKUBE_CONTROLLER_MANAGER_PORT:-0}"
     started+=(kube-controller-manager)
 fi
-for component in kube-scheduler kubelet kube-proxy; do
+if [ -x "$BIN/kube-scheduler" ]; then
+    start kube-scheduler "$BIN/kube-scheduler" \
+        --kubeconfig "$STATE/scheduler.conf" \
+        --leader-elect=true \
+        --bind-address 127.0.0.1 --secure-port "${FERROKUBE_SCHEDULER_PORT:-0}"
+    started+=(kube-scheduler)
+fi
+for component in kubelet kube-proxy; do
     [ -x "$BIN/$component" ] || say "$component is not built yet in this tree; skipped"
 done
 

@@ -12,6 +12,7 @@ pub mod duplicates;
 pub mod fields;
 pub mod labels;
 pub mod managedfields;
+pub mod quantity;
 pub mod status;
 pub mod strategicpatch;
 pub mod validation;

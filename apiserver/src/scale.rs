@@ -104,5 +104,13 @@ pub async fn bind(api: &Api, rr: &ResourceRequest<'_>, binding: &Value, q: &Quer
     let mut h = HeaderMap::new();
     h.insert(http::header::CONTENT_TYPE, "application/merge-patch+json".parse().expect("header"));
     // spec.nodeName is otherwise immutable; binding is the one way to set it.
-    api.patch(&pod, &h, &serde_json::to_vec(&patch).expect("json"), q).await.map(|_| ())
+    let bound = api.patch(&pod, &h, &serde_json::to_vec(&patch).expect("json"), q).await?;
+    // As upstream's binding: the pod's PodScheduled condition turns True.
+    let mut conditions: Vec<Value> =
+        bound.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+    conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::objects::now()}));
+    let status = ResourceRequest { sub: Some("status".into()), ..pod };
+    let patch = json!({"status": {"conditions": conditions}});
+    api.patch(&status, &h, &serde_json::to_vec(&patch).expect("json"), q).await.map(|_| ())
 }

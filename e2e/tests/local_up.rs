@@ -12,7 +12,7 @@ fn repo() -> PathBuf {
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["kube-apiserver", "kube-controller-manager", "ferroadm"] {
+    for bin in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "ferroadm"] {
         assert!(
             dir.join(bin).exists(),
             "{} missing: build with `cargo build --workspace --bins` first",
@@ -55,6 +55,7 @@ fn local_up_starts_the_cluster_and_down_stops_it() {
     assert!(out.status.success(), "local-up failed: {text}");
     assert!(text.contains("started kube-apiserver"), "{text}");
     assert!(text.contains("started kube-controller-manager"), "{text}");
+    assert!(text.contains("started kube-scheduler"), "{text}");
 
     for f in [
         "admin.conf",
@@ -101,6 +102,25 @@ fn local_up_starts_the_cluster_and_down_stops_it() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
+    // The scheduler looked at them: no node has registered yet, so they wait with upstream's reason.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = kubectl_admin(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"PodScheduled\")].message}",
+        ]);
+        if String::from_utf8_lossy(&out.stdout).contains("no nodes available to schedule pods") {
+            break;
+        }
+        let log = std::fs::read_to_string(state.path().join("logs/kube-scheduler.log")).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "the scheduler did not report: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     // Running it again restarts cleanly on the same state.
     let pid: i32 =
         std::fs::read_to_string(state.path().join("run/kube-apiserver.pid")).unwrap().trim().parse().unwrap();
@@ -115,6 +135,7 @@ fn local_up_starts_the_cluster_and_down_stops_it() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-apiserver"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-controller-manager"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-scheduler"));
     for _ in 0..50 {
         if !alive(pid) {
             break;

@@ -19,20 +19,24 @@ pub fn kubectl_bin() -> PathBuf {
     p
 }
 
-/// target/<profile>, where the workspace's binaries are; kube-apiserver is built if missing.
+/// target/<profile>, where the workspace's binaries are.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    if !dir.join("kube-apiserver").exists() {
-        let release = dir.ends_with("release");
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// A workspace binary (its package has the same name), built first if missing.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = bin_dir();
+    if !dir.join(name).exists() {
         let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-p", "kube-apiserver", "--bin", "kube-apiserver"]);
-        if release {
+        c.args(["build", "-p", name, "--bin", name]);
+        if dir.ends_with("release") {
             c.arg("--release");
         }
-        assert!(c.status().unwrap().success(), "building kube-apiserver");
+        assert!(c.status().unwrap().success(), "building {name}");
     }
-    dir
+    dir.join(name)
 }
 
 pub struct Cluster {
@@ -48,7 +52,7 @@ impl Cluster {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
             let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
-            let child = Command::new(bin_dir().join("kube-apiserver"))
+            let child = Command::new(bin("kube-apiserver"))
                 .args(["--secure-port", &port.to_string(), "--bind-address", "127.0.0.1"])
                 .arg("--data-dir")
                 .arg(dir.path().join("data"))
@@ -89,9 +93,14 @@ impl Cluster {
 
     /// Starts a kube-controller-manager with `args`; its log is `kcm-<n>.log`.
     pub fn start_manager(&mut self, args: &[&str]) -> usize {
+        self.start_component("kube-controller-manager", args)
+    }
+
+    /// Starts a component binary with `--kubeconfig` and `args`; its log is `kcm-<n>.log`.
+    pub fn start_component(&mut self, binary: &str, args: &[&str]) -> usize {
         let n = self.managers.len();
         let log = std::fs::File::create(self.dir.path().join(format!("kcm-{n}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-controller-manager"))
+        let child = Command::new(bin(binary))
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .args(args)

@@ -1,0 +1,265 @@
+//! The scheduler's view of the cluster: per node, what it offers and what its pods (bound, or assumed
+//! by this scheduler while their binding is in flight) request. Assumed pods count at once, so two
+//! pods scheduled back to back never both take the last room on a node; a failed binding forgets its
+//! assumption, and the informer's copy of a bound pod replaces it.
+
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use std::collections::{BTreeMap, HashMap};
+
+/// Amounts of resources: millicores, bytes, counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu: i64,
+    pub memory: i64,
+    pub ephemeral: i64,
+    pub pods: i64,
+    pub scalar: BTreeMap<String, i64>,
+}
+
+impl Resources {
+    fn add(&mut self, o: &Resources, sign: i64) {
+        self.cpu += sign * o.cpu;
+        self.memory += sign * o.memory;
+        self.ephemeral += sign * o.ephemeral;
+        for (k, v) in &o.scalar {
+            *self.scalar.entry(k.clone()).or_default() += sign * v;
+        }
+    }
+
+    fn from_map(m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Resources {
+        let mut r = Resources::default();
+        for (k, q) in m {
+            match k.as_str() {
+                "cpu" => r.cpu = apimachinery::quantity::milli(&q.0).unwrap_or(0),
+                "memory" => r.memory = apimachinery::quantity::value(&q.0).unwrap_or(0),
+                "ephemeral-storage" => r.ephemeral = apimachinery::quantity::value(&q.0).unwrap_or(0),
+                "pods" => r.pods = apimachinery::quantity::value(&q.0).unwrap_or(0),
+                other if other.contains('/') || other.starts_with("hugepages-") => {
+                    r.scalar.insert(other.to_string(), apimachinery::quantity::value(&q.0).unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    fn max(&mut self, o: &Resources) {
+        self.cpu = self.cpu.max(o.cpu);
+        self.memory = self.memory.max(o.memory);
+        self.ephemeral = self.ephemeral.max(o.ephemeral);
+        for (k, v) in &o.scalar {
+            let e = self.scalar.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+}
+
+/// What a pod requests, as upstream computes it: the sum of its containers (and restartable init
+/// containers), or the largest ordinary init container if larger, plus overhead. With `non_zero`,
+/// containers without cpu/memory requests count 100m / 200Mi (what scoring uses).
+pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resources {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let container = |c: &k8s_openapi::api::core::v1::Container| {
+        let mut r = c.resources.as_ref().and_then(|r| r.requests.as_ref()).map(Resources::from_map).unwrap_or_default();
+        if non_zero {
+            let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+            if !requests.contains_key("cpu") {
+                r.cpu = 100;
+            }
+            if !requests.contains_key("memory") {
+                r.memory = 200 * 1024 * 1024;
+            }
+        }
+        r
+    };
+    let mut sum = Resources::default();
+    for c in &spec.containers {
+        sum.add(&container(c), 1);
+    }
+    let mut init_max = Resources::default();
+    let mut sidecars = Resources::default();
+    for c in spec.init_containers.iter().flatten() {
+        let r = container(c);
+        if c.restart_policy.as_deref() == Some("Always") {
+            sidecars.add(&r, 1);
+            sum.add(&r, 1);
+        } else {
+            let mut with_sidecars = r.clone();
+            with_sidecars.add(&sidecars, 1);
+            init_max.max(&with_sidecars);
+        }
+    }
+    sum.max(&init_max);
+    if let Some(o) = spec.overhead.as_ref() {
+        sum.add(&Resources::from_map(o), 1);
+    }
+    sum
+}
+
+/// Host ports a pod asks for: (protocol, host IP, port).
+pub fn pod_host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let hp = p.host_port.filter(|h| *h > 0)?;
+            let ip = p.host_ip.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+            Some((p.protocol.clone().unwrap_or_else(|| "TCP".into()), ip, hp))
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub allocatable: Resources,
+    pub requested: Resources,
+    pub non_zero_requested: Resources,
+    pub pods: i64,
+    pub used_ports: Vec<(String, String, i32)>,
+    /// A Node object backs this entry (not just pods naming a node the cache has not seen).
+    pub known: bool,
+}
+
+pub fn node_info(n: &Node) -> NodeInfo {
+    NodeInfo {
+        name: n.metadata.name.clone().unwrap_or_default(),
+        labels: n.metadata.labels.clone().unwrap_or_default(),
+        taints: n.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default(),
+        unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        allocatable: n
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .map(Resources::from_map)
+            .unwrap_or_default(),
+        known: true,
+        ..Default::default()
+    }
+}
+
+#[derive(Clone)]
+struct PodEntry {
+    node: String,
+    req: Resources,
+    non_zero: Resources,
+    ports: Vec<(String, String, i32)>,
+    assumed: bool,
+}
+
+#[derive(Default)]
+pub struct Cache {
+    nodes: HashMap<String, NodeInfo>,
+    pods: HashMap<String, PodEntry>,
+}
+
+impl Cache {
+    pub fn set_node(&mut self, n: &Node) {
+        let mut fresh = node_info(n);
+        if let Some(old) = self.nodes.get(&fresh.name) {
+            fresh.requested = old.requested.clone();
+            fresh.non_zero_requested = old.non_zero_requested.clone();
+            fresh.pods = old.pods;
+            fresh.used_ports = old.used_ports.clone();
+        }
+        self.nodes.insert(fresh.name.clone(), fresh);
+    }
+
+    pub fn remove_node(&mut self, name: &str) {
+        if let Some(n) = self.nodes.get_mut(name) {
+            n.known = false;
+        }
+    }
+
+    fn apply(&mut self, e: &PodEntry, sign: i64) {
+        let info =
+            self.nodes.entry(e.node.clone()).or_insert_with(|| NodeInfo { name: e.node.clone(), ..Default::default() });
+        info.requested.add(&e.req, sign);
+        info.non_zero_requested.add(&e.non_zero, sign);
+        info.pods += sign;
+        if sign > 0 {
+            info.used_ports.extend(e.ports.iter().cloned());
+        } else {
+            for p in &e.ports {
+                if let Some(i) = info.used_ports.iter().position(|x| x == p) {
+                    info.used_ports.remove(i);
+                }
+            }
+        }
+    }
+
+    /// Counts `pod` on `node` (bound, or assumed when `assumed`).
+    pub fn add_pod(&mut self, key: &str, pod: &Pod, node: &str, assumed: bool) {
+        self.remove_pod(key);
+        let e = PodEntry {
+            node: node.to_string(),
+            req: pod_requests(pod, false),
+            non_zero: pod_requests(pod, true),
+            ports: pod_host_ports(pod),
+            assumed,
+        };
+        self.apply(&e, 1);
+        self.pods.insert(key.to_string(), e);
+    }
+
+    pub fn remove_pod(&mut self, key: &str) {
+        if let Some(e) = self.pods.remove(key) {
+            self.apply(&e, -1);
+        }
+    }
+
+    /// Whether `key` counts only as an assumption (its binding not yet seen).
+    pub fn is_assumed(&self, key: &str) -> bool {
+        self.pods.get(key).is_some_and(|e| e.assumed)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.values().filter(|n| n.known)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_as_upstream() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {
+            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "3"}}}],
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}, {"name": "b"}],
+            "overhead": {"cpu": "100m"}
+        }}))
+        .unwrap();
+        let r = pod_requests(&pod, false);
+        assert_eq!((r.cpu, r.memory), (3100, 1 << 30));
+        let nz = pod_requests(&pod, true);
+        assert_eq!(nz.cpu, 3100);
+        assert_eq!(nz.memory, (1 << 30) + 200 * 1024 * 1024);
+    }
+
+    #[test]
+    fn assumed_pods_count_until_forgotten() {
+        let mut c = Cache::default();
+        let node: Node = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "1", "pods": "10"}}}),
+        )
+        .unwrap();
+        c.set_node(&node);
+        let pod: Pod = serde_json::from_value(
+            serde_json::json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "600m"}}}]}}),
+        )
+        .unwrap();
+        c.add_pod("ns/p", &pod, "n", true);
+        assert_eq!(c.nodes().next().unwrap().requested.cpu, 600);
+        assert!(c.is_assumed("ns/p"));
+        c.set_node(&node);
+        assert_eq!(c.nodes().next().unwrap().requested.cpu, 600, "a node update keeps the pods' requests");
+        c.remove_pod("ns/p");
+        assert_eq!(c.nodes().next().unwrap().requested.cpu, 0);
+    }
+}

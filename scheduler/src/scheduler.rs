@@ -1,0 +1,416 @@
+//! One scheduling cycle per pod: filter the nodes (from a rotating start, stopping at
+//! `percentageOfNodesToScore`), score the feasible ones, pick the best (ties at random), assume the pod
+//! on it and bind through `pods/binding` in the background. A pod that fits nowhere gets upstream's
+//! `FailedScheduling` event and `PodScheduled=False` (`Unschedulable`) and waits for a cluster event.
+
+use crate::cache::{pod_host_ports, pod_requests, Cache};
+use crate::plugins::{self, Failure, Strategy};
+use crate::queue::SchedulingQueue;
+use component_base::informer::{key_of, split_key, Change, Informer};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub struct Profile {
+    pub scheduler_name: String,
+    pub strategy: Strategy,
+}
+
+pub struct Options {
+    pub profiles: Vec<Profile>,
+    pub percentage_of_nodes_to_score: Option<u32>,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+struct Metrics {
+    attempts: prometheus::IntCounterVec,
+    attempt_duration: prometheus::HistogramVec,
+    pending: prometheus::IntGaugeVec,
+    sli: prometheus::HistogramVec,
+    preemption: prometheus::IntCounter,
+}
+
+fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let r = component_base::metrics::registry();
+        let buckets = prometheus::exponential_buckets(0.001, 2.0, 15).expect("buckets");
+        let m = Metrics {
+            attempts: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("scheduler_schedule_attempts_total", "Number of attempts to schedule pods, by the result. 'unschedulable' means a pod could not be scheduled, while 'error' means an internal scheduler problem."),
+                &["profile", "result"],
+            )
+            .expect("metric"),
+            attempt_duration: prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new("scheduler_scheduling_attempt_duration_seconds", "Scheduling attempt latency in seconds (scheduling algorithm + binding)").buckets(buckets.clone()),
+                &["profile", "result"],
+            )
+            .expect("metric"),
+            pending: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new("scheduler_pending_pods", "Number of pending pods, by the queue type. 'active' means number of pods in activeQ; 'backoff' means number of pods in backoffQ; 'unschedulable' means number of pods in unschedulablePods that the scheduler attempted to schedule and failed; 'gated' is the number of unschedulable pods that the scheduler never attempted to schedule because they are gated."),
+                &["queue"],
+            )
+            .expect("metric"),
+            sli: prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new("scheduler_pod_scheduling_sli_duration_seconds", "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue and might involve multiple scheduling attempts.").buckets(buckets),
+                &["attempts"],
+            )
+            .expect("metric"),
+            preemption: prometheus::IntCounter::new("scheduler_preemption_attempts_total", "Total preemption attempts in the cluster till now").expect("metric"),
+        };
+        let _ = r.register(Box::new(m.attempts.clone()));
+        let _ = r.register(Box::new(m.attempt_duration.clone()));
+        let _ = r.register(Box::new(m.pending.clone()));
+        let _ = r.register(Box::new(m.sli.clone()));
+        let _ = r.register(Box::new(m.preemption.clone()));
+        m
+    })
+}
+
+pub struct Scheduler {
+    client: kube::Client,
+    opts: Options,
+    pods: Arc<Informer<Pod>>,
+    nodes: Arc<Informer<Node>>,
+    cache: Mutex<Cache>,
+    queue: SchedulingQueue,
+    next_start: AtomicUsize,
+    first_seen: Mutex<BTreeMap<String, Instant>>,
+    recorder: Recorder,
+}
+
+fn bound(p: &Pod) -> Option<String> {
+    p.spec.as_ref()?.node_name.clone().filter(|n| !n.is_empty())
+}
+
+fn terminal(p: &Pod) -> bool {
+    matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+impl Scheduler {
+    pub fn start(client: kube::Client, opts: Options, identity: String) -> Arc<Scheduler> {
+        let pods = Informer::start(Api::<Pod>::all(client.clone()), kube::runtime::watcher::Config::default());
+        let nodes = Informer::start(Api::<Node>::all(client.clone()), kube::runtime::watcher::Config::default());
+        let queue = SchedulingQueue::new(opts.initial_backoff, opts.max_backoff);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: "default-scheduler".into(), instance: Some(identity) },
+        );
+        let s = Arc::new(Scheduler {
+            client,
+            opts,
+            pods,
+            nodes,
+            cache: Mutex::new(Cache::default()),
+            queue,
+            next_start: AtomicUsize::new(0),
+            first_seen: Mutex::new(BTreeMap::new()),
+            recorder,
+        });
+        let weak = Arc::downgrade(&s);
+        s.nodes.add_handler(move |ch| {
+            let Some(s) = weak.upgrade() else { return };
+            match ch {
+                Change::Deleted(n) => s.cache.lock().unwrap().remove_node(n.metadata.name.as_deref().unwrap_or("")),
+                Change::Added(n) | Change::Updated { new: n, .. } => s.cache.lock().unwrap().set_node(n),
+            }
+            s.queue.move_all_unschedulable();
+        });
+        let weak = Arc::downgrade(&s);
+        s.pods.add_handler(move |ch| {
+            if let Some(s) = weak.upgrade() {
+                s.pod_changed(ch);
+            }
+        });
+        let s2 = s.clone();
+        tokio::spawn(async move {
+            s2.nodes.wait_synced().await;
+            s2.pods.wait_synced().await;
+            tracing::info!("caches synced; scheduling");
+            loop {
+                let key = s2.queue.pop().await;
+                let (a, b, u) = s2.queue.sizes();
+                for (q, n) in [("active", a), ("backoff", b), ("unschedulable", u)] {
+                    metrics().pending.with_label_values(&[q]).set(n as i64);
+                }
+                s2.clone().schedule_one(&key).await;
+            }
+        });
+        s
+    }
+
+    fn ours(&self, p: &Pod) -> bool {
+        let name = p.spec.as_ref().and_then(|s| s.scheduler_name.clone()).unwrap_or_else(|| "default-scheduler".into());
+        self.opts.profiles.iter().any(|pr| pr.scheduler_name == name)
+    }
+
+    fn pod_changed(&self, ch: &Change<Pod>) {
+        let p = ch.object();
+        let key = key_of(p.as_ref());
+        match ch {
+            Change::Deleted(_) => {
+                self.queue.delete(&key);
+                self.first_seen.lock().unwrap().remove(&key);
+                if bound(p).is_some() {
+                    self.cache.lock().unwrap().remove_pod(&key);
+                    self.queue.move_all_unschedulable();
+                }
+            }
+            _ => match bound(p) {
+                Some(node) => {
+                    self.queue.delete(&key);
+                    if terminal(p) {
+                        self.cache.lock().unwrap().remove_pod(&key);
+                        self.queue.move_all_unschedulable();
+                    } else {
+                        let mut cache = self.cache.lock().unwrap();
+                        if cache.is_assumed(&key) {
+                            tracing::debug!(pod = %key, node = %node, "binding confirmed");
+                        }
+                        cache.add_pod(&key, p, &node, false);
+                    }
+                }
+                None => {
+                    if self.ours(p) && p.metadata.deletion_timestamp.is_none() && !terminal(p) {
+                        let gated =
+                            p.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty());
+                        if !gated {
+                            self.first_seen.lock().unwrap().entry(key.clone()).or_insert_with(Instant::now);
+                            self.queue.add(&key, p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0));
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    fn profile(&self, p: &Pod) -> &Profile {
+        let name = p.spec.as_ref().and_then(|s| s.scheduler_name.clone()).unwrap_or_else(|| "default-scheduler".into());
+        self.opts.profiles.iter().find(|pr| pr.scheduler_name == name).unwrap_or(&self.opts.profiles[0])
+    }
+
+    /// upstream's adaptive `numFeasibleNodesToFind`.
+    fn nodes_to_find(&self, total: usize) -> usize {
+        if total < 100 {
+            return total;
+        }
+        let pct = match self.opts.percentage_of_nodes_to_score {
+            Some(p) if p > 0 => p as usize,
+            _ => (50usize.saturating_sub(total / 125)).max(5),
+        };
+        (total * pct / 100).max(100).min(total)
+    }
+
+    async fn schedule_one(self: Arc<Self>, key: &str) {
+        let Some(pod) = self.pods.get(key) else { return };
+        if bound(&pod).is_some() || pod.metadata.deletion_timestamp.is_some() || !self.ours(&pod) {
+            return;
+        }
+        let started = Instant::now();
+        let profile_name = self.profile(&pod).scheduler_name.clone();
+        let strategy = self.profile(&pod).strategy;
+        let req = pod_requests(&pod, false);
+        let non_zero = pod_requests(&pod, true);
+        let ports = pod_host_ports(&pod);
+        // Filter, then score, over a snapshot of the cache.
+        let (choice, failures, total) = {
+            let cache = self.cache.lock().unwrap();
+            let mut nodes: Vec<&crate::cache::NodeInfo> = cache.nodes().collect();
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            let total = nodes.len();
+            let want = self.nodes_to_find(total);
+            let start = if total == 0 { 0 } else { self.next_start.load(Ordering::Relaxed) % total };
+            let mut feasible = Vec::new();
+            let mut failures: Vec<Failure> = Vec::new();
+            let mut examined = 0;
+            for i in 0..total {
+                let n = nodes[(start + i) % total];
+                examined += 1;
+                match plugins::filter(&pod, &req, &ports, n) {
+                    Ok(()) => feasible.push(n),
+                    Err(f) => failures.push(f),
+                }
+                if feasible.len() >= want {
+                    break;
+                }
+            }
+            if total > 0 {
+                self.next_start.store((start + examined) % total, Ordering::Relaxed);
+            }
+            let choice = if feasible.is_empty() {
+                None
+            } else {
+                let scores = plugins::score(&pod, &non_zero, &feasible, strategy);
+                let best = scores.iter().copied().max().unwrap_or(0);
+                let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
+                let pick = top[rand::random_range(0..top.len())];
+                Some(feasible[pick].name.clone())
+            };
+            (choice, failures, total)
+        };
+        let Some(node) = choice else {
+            let msg = failure_message(total, &failures);
+            metrics().attempts.with_label_values(&[&profile_name, "unschedulable"]).inc();
+            metrics()
+                .attempt_duration
+                .with_label_values(&[&profile_name, "unschedulable"])
+                .observe(started.elapsed().as_secs_f64());
+            self.queue.requeue(key, true);
+            self.report_unschedulable(&pod, &msg).await;
+            return;
+        };
+        // Assume, then bind in the background.
+        self.cache.lock().unwrap().add_pod(key, &pod, &node, true);
+        let s = self.clone();
+        let key = key.to_string();
+        tokio::spawn(async move {
+            let (ns, name) = split_key(&key);
+            let ns = ns.unwrap_or("default").to_string();
+            let binding = Binding {
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    namespace: Some(ns.clone()),
+                    uid: pod.metadata.uid.clone(),
+                    ..Default::default()
+                },
+                target: ObjectReference { kind: Some("Node".into()), name: Some(node.clone()), ..Default::default() },
+            };
+            let api: Api<Pod> = Api::namespaced(s.client.clone(), &ns);
+            let result = api
+                .create_subresource::<Binding, serde_json::Value>("binding", name, &PostParams::default(), &binding)
+                .await;
+            match result {
+                Ok(_) => {
+                    metrics().attempts.with_label_values(&[&profile_name, "scheduled"]).inc();
+                    metrics()
+                        .attempt_duration
+                        .with_label_values(&[&profile_name, "scheduled"])
+                        .observe(started.elapsed().as_secs_f64());
+                    let attempts = (s.queue.attempts(&key) + 1).to_string();
+                    if let Some(t) = s.first_seen.lock().unwrap().remove(&key) {
+                        metrics().sli.with_label_values(&[&attempts]).observe(t.elapsed().as_secs_f64());
+                    }
+                    s.event(&pod, false, "Scheduled", format!("Successfully assigned {ns}/{name} to {node}")).await;
+                }
+                Err(e) => {
+                    tracing::info!(pod = %key, node = %node, error = %e, "binding failed; forgetting the assumption");
+                    s.cache.lock().unwrap().remove_pod(&key);
+                    metrics().attempts.with_label_values(&[&profile_name, "error"]).inc();
+                    s.queue.requeue(&key, false);
+                    s.event(&pod, true, "FailedScheduling", format!("Binding rejected: {e}")).await;
+                }
+            }
+        });
+    }
+
+    async fn event(&self, pod: &Pod, warning: bool, reason: &str, note: String) {
+        let r = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: pod.metadata.name.clone(),
+            namespace: pod.metadata.namespace.clone(),
+            uid: pod.metadata.uid.clone(),
+            ..Default::default()
+        };
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            note: Some(note),
+            action: "Scheduling".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &r).await {
+            tracing::debug!(error = %e, "could not record event");
+        }
+    }
+
+    async fn report_unschedulable(&self, pod: &Pod, msg: &str) {
+        self.event(pod, true, "FailedScheduling", msg.to_string()).await;
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled").cloned());
+        if current.as_ref().is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(msg)) {
+            return;
+        }
+        let mut conds = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        conds.retain(|c| c.type_ != "PodScheduled");
+        conds.push(k8s_openapi::api::core::v1::PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(msg.to_string()),
+            last_transition_time: Some(component_base::time_now()),
+            ..Default::default()
+        });
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let _ = Api::<Pod>::namespaced(self.client.clone(), &ns)
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or(""),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"conditions": conds}})),
+            )
+            .await;
+    }
+}
+
+/// upstream's FitError message: reasons counted and sorted, then what preemption could do.
+pub fn failure_message(total: usize, failures: &[Failure]) -> String {
+    if total == 0 {
+        return "no nodes available to schedule pods".into();
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in failures {
+        *counts.entry(f.reason.as_str()).or_default() += 1;
+    }
+    let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    let mut msg = format!("0/{total} nodes are available");
+    if !parts.is_empty() {
+        msg.push_str(&format!(": {}", parts.join(", ")));
+    }
+    msg.push('.');
+    let helpless = failures.iter().filter(|f| !f.resolvable).count();
+    let no_victims = failures.len() - helpless;
+    let mut pre: Vec<String> = Vec::new();
+    if no_victims > 0 {
+        pre.push(format!("{no_victims} No preemption victims found for incoming pod"));
+    }
+    if helpless > 0 {
+        pre.push(format!("{helpless} Preemption is not helpful for scheduling"));
+    }
+    pre.sort();
+    msg.push_str(&format!(" preemption: 0/{total} nodes are available: {}.", pre.join(", ")));
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_error_message_as_upstream() {
+        let f = |r: &str, res: bool| Failure { reason: r.into(), resolvable: res };
+        let msg = failure_message(
+            3,
+            &[
+                f("node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }", false),
+                f("Insufficient cpu", true),
+                f("Insufficient cpu", true),
+            ],
+        );
+        assert_eq!(
+            msg,
+            "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
+        );
+        assert_eq!(failure_message(0, &[]), "no nodes available to schedule pods");
+    }
+}
