@@ -875,6 +875,153 @@ pub fn other_kinds(group: &str, kind: &str, obj: &Value, old: Option<&Value>, ca
                 }
             }
         }
+        ("storage.k8s.io", "CSIDriver") => {
+            for f in ["attachRequired", "podInfoOnMount", "volumeLifecycleModes", "fsGroupPolicy"] {
+                immutable(obj, old, &format!("/spec/{f}"), &format!("spec.{f}"), causes);
+            }
+            not_supported(
+                obj,
+                "/spec/fsGroupPolicy",
+                "spec.fsGroupPolicy",
+                &["File", "None", "ReadWriteOnceWithFSType"],
+                causes,
+            );
+        }
+        ("storage.k8s.io", "CSINode") => {
+            for (i, d) in obj.pointer("/spec/drivers").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                required_str(d, "/name", &format!("spec.drivers[{i}].name"), causes);
+                required_str(d, "/nodeID", &format!("spec.drivers[{i}].nodeID"), causes);
+            }
+        }
+        ("storage.k8s.io", "VolumeAttachment") => {
+            required_str(obj, "/spec/attacher", "spec.attacher", causes);
+            required_str(obj, "/spec/nodeName", "spec.nodeName", causes);
+            let src = obj.pointer("/spec/source").cloned().unwrap_or_default();
+            if src.get("persistentVolumeName").is_some() == src.get("inlineVolumeSpec").is_some() {
+                causes.push(Cause::required(
+                    "spec.source",
+                    "must specify exactly one of inlineVolumeSpec and persistentVolumeName",
+                ));
+            }
+            immutable(obj, old, "/spec", "spec", causes);
+        }
+        ("apps", "ControllerRevision") => {
+            if let Some(r) = obj.get("revision").and_then(Value::as_i64) {
+                if r < 0 {
+                    causes.push(Cause::invalid("revision", &json!(r), "must be greater than or equal to 0"));
+                }
+            }
+            immutable(obj, old, "/data", "data", causes);
+        }
+        ("", "Event") | ("events.k8s.io", "Event") => {
+            if obj.get("involvedObject").is_none() && obj.get("regarding").is_none() {
+                causes.push(Cause::required("involvedObject", ""));
+            }
+            if obj.get("reason").and_then(Value::as_str).is_some_and(|r| r.len() > 128) {
+                causes.push(Cause::invalid("reason", &obj["reason"], "can have at most 128 characters"));
+            }
+            not_supported(obj, "/type", "type", &["Normal", "Warning"], causes);
+        }
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
+            required_str(obj, "/spec/priorityLevelConfiguration/name", "spec.priorityLevelConfiguration.name", causes);
+            if let Some(p) = obj.pointer("/spec/matchingPrecedence").and_then(Value::as_i64) {
+                if !(1..=10000).contains(&p) {
+                    causes.push(Cause::invalid(
+                        "spec.matchingPrecedence",
+                        &json!(p),
+                        "must be between 1 and 10000, inclusive",
+                    ));
+                }
+            }
+            not_supported(
+                obj,
+                "/spec/distinguisherMethod/type",
+                "spec.distinguisherMethod.type",
+                &["ByNamespace", "ByUser"],
+                causes,
+            );
+        }
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            not_supported(obj, "/spec/type", "spec.type", &["Exempt", "Limited"], causes);
+            if obj.pointer("/spec/type").is_none() {
+                causes.push(Cause::required("spec.type", "must be 'Exempt' if and only if `name` is 'exempt'"));
+            }
+        }
+        ("networking.k8s.io", "IPAddress") => {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            match name.parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.to_string() == name => {}
+                Ok(ip) => causes.push(Cause::invalid(
+                    "metadata.name",
+                    &json!(name),
+                    &format!("must be in canonical form (\"{ip}\")"),
+                )),
+                Err(_) => causes.push(Cause::invalid(
+                    "metadata.name",
+                    &json!(name),
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                )),
+            }
+            if obj.pointer("/spec/parentRef").is_none() {
+                causes.push(Cause::required("spec.parentRef", ""));
+            }
+            immutable(obj, old, "/spec/parentRef", "spec.parentRef", causes);
+        }
+        ("networking.k8s.io", "ServiceCIDR") => {
+            let cidrs = obj.pointer("/spec/cidrs").and_then(Value::as_array);
+            match cidrs.map(Vec::len) {
+                None | Some(0) => causes.push(Cause::required("spec.cidrs", "at least one CIDR required")),
+                Some(n) if n > 2 => causes.push(Cause::invalid(
+                    "spec.cidrs",
+                    obj.pointer("/spec/cidrs").unwrap_or(&Value::Null),
+                    "may only hold up to 2 values",
+                )),
+                _ => {}
+            }
+            for (i, c) in cidrs.into_iter().flatten().enumerate() {
+                let c = c.as_str().unwrap_or("");
+                let ok = c
+                    .split_once('/')
+                    .is_some_and(|(ip, len)| ip.parse::<std::net::IpAddr>().is_ok() && len.parse::<u8>().is_ok());
+                if !ok {
+                    causes.push(Cause::invalid(
+                        &format!("spec.cidrs[{i}]"),
+                        &json!(c),
+                        "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                    ));
+                }
+            }
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            let group = required_str(obj, "/spec/group", "spec.group", causes);
+            let plural = required_str(obj, "/spec/names/plural", "spec.names.plural", causes);
+            required_str(obj, "/spec/names/kind", "spec.names.kind", causes);
+            if let (Some(g), Some(p)) = (&group, &plural) {
+                let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                if name != format!("{p}.{g}") {
+                    causes.push(Cause::invalid(
+                        "metadata.name",
+                        &json!(name),
+                        "must be spec.names.plural+\".\"+spec.group",
+                    ));
+                }
+            }
+            not_supported(obj, "/spec/scope", "spec.scope", &["Cluster", "Namespaced"], causes);
+            let versions = obj.pointer("/spec/versions").and_then(Value::as_array);
+            let storage = versions
+                .into_iter()
+                .flatten()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .count();
+            if storage != 1 {
+                causes.push(Cause::invalid(
+                    "spec.versions",
+                    obj.pointer("/spec/versions").unwrap_or(&Value::Null),
+                    "must have exactly one version marked as storage version",
+                ));
+            }
+            immutable(obj, old, "/spec/group", "spec.group", causes);
+        }
         ("apps", "StatefulSet") => {
             not_supported(
                 obj,
@@ -1004,5 +1151,20 @@ mod tests {
         let w = json!({"webhooks": [{"name": "short", "clientConfig": {}}]});
         other_kinds("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", &w, None, &mut causes);
         assert_eq!(causes.len(), 4, "{:?}", msgs(&causes));
+        let mut causes = Vec::new();
+        let crd = json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"}, "versions": [{"name": "v1", "served": true, "storage": false}]}});
+        other_kinds("apiextensions.k8s.io", "CustomResourceDefinition", &crd, None, &mut causes);
+        assert_eq!(causes.len(), 1, "{:?}", msgs(&causes));
+        assert!(msgs(&causes)[0].contains("exactly one version marked as storage version"));
+        let mut causes = Vec::new();
+        other_kinds(
+            "networking.k8s.io",
+            "IPAddress",
+            &json!({"metadata": {"name": "10.0.0.01"}, "spec": {"parentRef": {}}}),
+            None,
+            &mut causes,
+        );
+        assert_eq!(causes.len(), 1, "{:?}", msgs(&causes));
     }
 }
