@@ -136,3 +136,28 @@ fn pods_land_where_they_fit_and_wait_where_they_do_not() {
         assert!(metrics.contains(m), "metrics lack {m}");
     }
 }
+
+#[test]
+fn a_standby_scheduler_takes_over() {
+    let mut c = Cluster::start();
+    let fast = [
+        "--secure-port=0",
+        "--leader-elect-lease-duration=6s",
+        "--leader-elect-renew-deadline=4s",
+        "--leader-elect-retry-period=1s",
+    ];
+    let a = c.start_component("kube-scheduler", &fast);
+    let b = c.start_component("kube-scheduler", &fast);
+    node(&c, "n1", "4", "zone: a", "[]");
+    let holder = |c: &Cluster| {
+        c.ok(&["get", "lease", "-n", "kube-system", "kube-scheduler", "-o", "jsonpath={.spec.holderIdentity}"])
+    };
+    let first = eventually(Duration::from_secs(30), "a leader", || Some(holder(&c)).filter(|h| !h.is_empty()));
+    pod(&c, "before", "100m", "");
+    eventually(Duration::from_secs(30), "scheduled by the leader", || (node_of(&c, "before") == "n1").then_some(()));
+    let leader = if c.manager_log(a).contains("successfully acquired lease") { a } else { b };
+    c.kill_manager(leader, libc::SIGKILL);
+    eventually(Duration::from_secs(20), "a new leader", || Some(holder(&c)).filter(|h| !h.is_empty() && *h != first));
+    pod(&c, "after", "100m", "");
+    eventually(Duration::from_secs(30), "scheduled by the new leader", || (node_of(&c, "after") == "n1").then_some(()));
+}
