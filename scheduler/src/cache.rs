@@ -156,6 +156,8 @@ struct PodEntry {
 pub struct Cache {
     nodes: HashMap<String, NodeInfo>,
     pods: HashMap<String, PodEntry>,
+    /// Names of the known nodes, sorted: the order the scheduler walks them in.
+    order: Vec<String>,
 }
 
 impl Cache {
@@ -167,6 +169,9 @@ impl Cache {
             fresh.pods = old.pods;
             fresh.used_ports = old.used_ports.clone();
         }
+        if let Err(i) = self.order.binary_search(&fresh.name) {
+            self.order.insert(i, fresh.name.clone());
+        }
         self.nodes.insert(fresh.name.clone(), fresh);
     }
 
@@ -174,6 +179,14 @@ impl Cache {
         if let Some(n) = self.nodes.get_mut(name) {
             n.known = false;
         }
+        if let Ok(i) = self.order.binary_search(&name.to_string()) {
+            self.order.remove(i);
+        }
+    }
+
+    /// The known nodes in name order.
+    pub fn sorted_nodes(&self) -> Vec<&NodeInfo> {
+        self.order.iter().filter_map(|n| self.nodes.get(n)).collect()
     }
 
     fn apply(&mut self, e: &PodEntry, sign: i64) {
@@ -217,10 +230,6 @@ impl Cache {
     pub fn is_assumed(&self, key: &str) -> bool {
         self.pods.get(key).is_some_and(|e| e.assumed)
     }
-
-    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values().filter(|n| n.known)
-    }
 }
 
 #[cfg(test)]
@@ -255,11 +264,11 @@ mod tests {
         )
         .unwrap();
         c.add_pod("ns/p", &pod, "n", true);
-        assert_eq!(c.nodes().next().unwrap().requested.cpu, 600);
+        assert_eq!(c.sorted_nodes()[0].requested.cpu, 600);
         assert!(c.is_assumed("ns/p"));
         c.set_node(&node);
-        assert_eq!(c.nodes().next().unwrap().requested.cpu, 600, "a node update keeps the pods' requests");
+        assert_eq!(c.sorted_nodes()[0].requested.cpu, 600, "a node update keeps the pods' requests");
         c.remove_pod("ns/p");
-        assert_eq!(c.nodes().next().unwrap().requested.cpu, 0);
+        assert_eq!(c.sorted_nodes()[0].requested.cpu, 0);
     }
 }

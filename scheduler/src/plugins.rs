@@ -78,7 +78,8 @@ pub fn term_matches(t: &NodeSelectorTerm, node: &NodeInfo) -> bool {
 
 /// Runs every filter; the first failure is the node's reason, as upstream's filter loop stops there.
 pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node: &NodeInfo) -> Result<(), Failure> {
-    let spec = pod.spec.clone().unwrap_or_default();
+    static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
+    let spec = pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default));
     // NodeUnschedulable (a pod tolerating the unschedulable taint may go).
     if node.unschedulable {
         let t =
@@ -157,7 +158,8 @@ pub enum Strategy {
 /// NodeResourcesBalancedAllocation 1, TaintToleration 3, NodeAffinity 2. Each plugin's scores are
 /// normalized over the feasible nodes as upstream does.
 pub fn score(pod: &Pod, non_zero: &Resources, nodes: &[&NodeInfo], strategy: Strategy) -> Vec<i64> {
-    let spec = pod.spec.clone().unwrap_or_default();
+    static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
+    let spec = pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default));
     let n = nodes.len();
     let mut total = vec![0i64; n];
     // NodeResourcesFit: cpu and memory, weight 1 each.

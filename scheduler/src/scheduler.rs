@@ -222,8 +222,7 @@ impl Scheduler {
         // Filter, then score, over a snapshot of the cache.
         let (choice, failures, total) = {
             let cache = self.cache.lock().unwrap();
-            let mut nodes: Vec<&crate::cache::NodeInfo> = cache.nodes().collect();
-            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            let nodes = cache.sorted_nodes();
             let total = nodes.len();
             let want = self.nodes_to_find(total);
             let start = if total == 0 { 0 } else { self.next_start.load(Ordering::Relaxed) % total };
