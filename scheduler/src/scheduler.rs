@@ -84,6 +84,8 @@ pub struct Scheduler {
     next_start: AtomicUsize,
     first_seen: Mutex<BTreeMap<String, Instant>>,
     recorder: Recorder,
+    /// Bindings in flight, bounded like client-go's connection use rather than one per pending pod.
+    binds: Arc<tokio::sync::Semaphore>,
 }
 
 fn bound(p: &Pod) -> Option<String> {
@@ -113,6 +115,7 @@ impl Scheduler {
             next_start: AtomicUsize::new(0),
             first_seen: Mutex::new(BTreeMap::new()),
             recorder,
+            binds: Arc::new(tokio::sync::Semaphore::new(64)),
         });
         let weak = Arc::downgrade(&s);
         s.nodes.add_handler(move |ch| {
@@ -269,7 +272,9 @@ impl Scheduler {
         self.cache.lock().unwrap().add_pod(key, &pod, &node, true);
         let s = self.clone();
         let key = key.to_string();
+        let permit = self.binds.clone().acquire_owned().await.expect("semaphore open");
         tokio::spawn(async move {
+            let _permit = permit;
             let (ns, name) = split_key(&key);
             let ns = ns.unwrap_or("default").to_string();
             let binding = Binding {
@@ -296,6 +301,7 @@ impl Scheduler {
                     if let Some(t) = s.first_seen.lock().unwrap().remove(&key) {
                         metrics().sli.with_label_values(&[&attempts]).observe(t.elapsed().as_secs_f64());
                     }
+                    drop(_permit);
                     s.event(&pod, false, "Scheduled", format!("Successfully assigned {ns}/{name} to {node}")).await;
                 }
                 Err(e) => {
