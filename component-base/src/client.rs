@@ -108,16 +108,30 @@ pub fn client(cfg: Config) -> Result<Client, ClientError> {
     Ok(ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer).build())
 }
 
+/// A metered client that sends at most `qps` requests per second on average and `burst` at once
+/// (`--kube-api-qps`, `--kube-api-burst`; a long-running watch counts once, when it starts).
+pub fn limited_client(cfg: Config, qps: f64, burst: u32) -> Result<Client, ClientError> {
+    if qps <= 0.0 {
+        return client(cfg);
+    }
+    let burst = burst.max(1) as f64;
+    let per = std::time::Duration::from_secs_f64(burst.max(qps) / qps);
+    let limit = tower::limit::RateLimitLayer::new(burst.max(qps) as u64, per);
+    Ok(ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer).with_layer(&limit).build())
+}
+
 /// A component's client, named by its user agent (`kube-controller-manager/v1.35.0 ...`).
 pub async fn from_flags(
     kubeconfig: Option<&str>,
     master: Option<&str>,
     component: &str,
+    qps: f64,
+    burst: u32,
 ) -> Result<Client, ClientError> {
     let mut cfg = config(kubeconfig, master).await?;
     cfg.headers.push((
         http::header::USER_AGENT,
         http::HeaderValue::from_str(&format!("{component}/v1.35.0 (linux/amd64) ferrokube")).expect("header value"),
     ));
-    client(cfg)
+    limited_client(cfg, qps, burst)
 }

@@ -28,6 +28,8 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
         flags.kubeconfig.as_deref(),
         flags.master.as_deref(),
         "kube-controller-manager",
+        flags.kube_api_qps,
+        flags.kube_api_burst,
     )
     .await
     .map_err(|e| e.to_string())?;

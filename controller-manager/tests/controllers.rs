@@ -250,7 +250,16 @@ fn one_leader_acts_and_a_standby_takes_over() {
     let a = c.start_manager(&fast);
     let b = c.start_manager(&fast);
     let holder = |c: &Cluster| {
-        c.ok(&["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"])
+        let out = c.kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-controller-manager",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let first = eventually(Duration::from_secs(30), "a leader", || Some(holder(&c)).filter(|h| !h.is_empty()));
     let leader = if c.manager_log(a).contains("successfully acquired lease") { a } else { b };

@@ -135,7 +135,12 @@ fn main() {
     // The scheduler: pods are pending before it starts; pods/s from its first binding to its last.
     rt.block_on(create_pods(&client, "default", "sched", pods, "default-scheduler"));
     let waiter = rt.spawn(wait_bound(client.clone(), "default".into(), "sched".into(), pods));
-    cluster.start_component("kube-scheduler", &["--secure-port=0", "--leader-elect=false"]);
+    // As upstream's scheduler_perf: the client is not the bottleneck (clientConnection qps/burst 5000).
+    let config = cluster.file(
+        "bench-scheduler.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection: {qps: 5000, burst: 5000}\n",
+    );
+    cluster.start_component("kube-scheduler", &["--secure-port=0", "--leader-elect=false", "--config", &config]);
     let (first, last) = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(1800), waiter)
             .await

@@ -71,6 +71,8 @@ struct Config {
 #[serde(rename_all = "camelCase")]
 struct ClientConnection {
     kubeconfig: Option<String>,
+    qps: Option<f64>,
+    burst: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,9 +229,18 @@ async fn run(flags: Flags) -> Result<(), String> {
     }
     let kubeconfig =
         flags.kubeconfig.clone().or_else(|| cfg.client_connection.as_ref().and_then(|c| c.kubeconfig.clone()));
-    let client = component_base::client::from_flags(kubeconfig.as_deref(), flags.master.as_deref(), "kube-scheduler")
-        .await
-        .map_err(|e| e.to_string())?;
+    // upstream's scheduler defaults: clientConnection.qps 50, burst 100.
+    let qps = cfg.client_connection.as_ref().and_then(|c| c.qps).unwrap_or(50.0);
+    let burst = cfg.client_connection.as_ref().and_then(|c| c.burst).unwrap_or(100);
+    let client = component_base::client::from_flags(
+        kubeconfig.as_deref(),
+        flags.master.as_deref(),
+        "kube-scheduler",
+        qps,
+        burst,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let le = cfg.leader_election.unwrap_or_default();
     let mut ecfg = leaderelection::Config::new(
         le.resource_namespace.as_deref().unwrap_or(&flags.leader_elect_resource_namespace),

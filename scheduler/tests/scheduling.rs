@@ -150,7 +150,16 @@ fn a_standby_scheduler_takes_over() {
     let b = c.start_component("kube-scheduler", &fast);
     node(&c, "n1", "4", "zone: a", "[]");
     let holder = |c: &Cluster| {
-        c.ok(&["get", "lease", "-n", "kube-system", "kube-scheduler", "-o", "jsonpath={.spec.holderIdentity}"])
+        let out = c.kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let first = eventually(Duration::from_secs(30), "a leader", || Some(holder(&c)).filter(|h| !h.is_empty()));
     pod(&c, "before", "100m", "");
