@@ -150,6 +150,20 @@ struct PodEntry {
     non_zero: Resources,
     ports: Vec<(String, String, i32)>,
     assumed: bool,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    /// The controlling owner's uid (the default spreading groups pods by it).
+    owner: Option<String>,
+    terminating: bool,
+}
+
+/// What topology spreading needs to know of a placed pod.
+pub struct PlacedPod<'a> {
+    pub node: &'a str,
+    pub namespace: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub owner: Option<&'a str>,
+    pub terminating: bool,
 }
 
 #[derive(Default)]
@@ -184,6 +198,21 @@ impl Cache {
         }
     }
 
+    /// Every placed pod (bound or assumed).
+    pub fn placed(&self) -> impl Iterator<Item = PlacedPod<'_>> {
+        self.pods.values().map(|e| PlacedPod {
+            node: &e.node,
+            namespace: &e.namespace,
+            labels: &e.labels,
+            owner: e.owner.as_deref(),
+            terminating: e.terminating,
+        })
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name).filter(|n| n.known)
+    }
+
     /// The known nodes in name order.
     pub fn sorted_nodes(&self) -> Vec<&NodeInfo> {
         self.order.iter().filter_map(|n| self.nodes.get(n)).collect()
@@ -215,6 +244,15 @@ impl Cache {
             non_zero: pod_requests(pod, true),
             ports: pod_host_ports(pod),
             assumed,
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            owner: pod
+                .metadata
+                .owner_references
+                .as_ref()
+                .and_then(|o| o.iter().find(|r| r.controller == Some(true)))
+                .map(|r| r.uid.clone()),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
         };
         self.apply(&e, 1);
         self.pods.insert(key.to_string(), e);

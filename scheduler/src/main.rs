@@ -5,6 +5,7 @@ mod cache;
 mod plugins;
 mod queue;
 mod scheduler;
+mod spread;
 
 use clap::Parser;
 use component_base::leaderelection;

@@ -76,6 +76,17 @@ pub fn term_matches(t: &NodeSelectorTerm, node: &NodeInfo) -> bool {
         && fields.iter().all(|r| requirement_matches(r, &node.labels, &field_values, true))
 }
 
+/// NodeAffinity's filter: the pod's `nodeSelector` and required node affinity terms.
+pub fn affinity_matches(spec: &k8s_openapi::api::core::v1::PodSpec, node: &NodeInfo) -> bool {
+    let selector_ok = spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+    selector_ok && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
+}
+
 /// Runs every filter; the first failure is the node's reason, as upstream's filter loop stops there.
 pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node: &NodeInfo) -> Result<(), Failure> {
     static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
@@ -104,14 +115,7 @@ pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node:
         }
     }
     // NodeAffinity: nodeSelector and required terms.
-    let selector_ok = spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
-    let affinity_ok = required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)));
-    if !selector_ok || !affinity_ok {
+    if !affinity_matches(spec, node) {
         return Err(fail("node(s) didn't match Pod's node affinity/selector", false));
     }
     // NodePorts.

@@ -226,6 +226,8 @@ impl Scheduler {
         let (choice, failures, total) = {
             let cache = self.cache.lock().unwrap();
             let nodes = cache.sorted_nodes();
+            let spec = pod.spec.clone().unwrap_or_default();
+            let spread = crate::spread::prepare(&pod, &cache, |n| plugins::affinity_matches(&spec, n));
             let total = nodes.len();
             let want = self.nodes_to_find(total);
             let start = if total == 0 { 0 } else { self.next_start.load(Ordering::Relaxed) % total };
@@ -235,7 +237,9 @@ impl Scheduler {
             for i in 0..total {
                 let n = nodes[(start + i) % total];
                 examined += 1;
-                match plugins::filter(&pod, &req, &ports, n) {
+                match plugins::filter(&pod, &req, &ports, n)
+                    .and_then(|()| spread.filter(n).map_err(|r| Failure { reason: r.to_string(), resolvable: true }))
+                {
                     Ok(()) => feasible.push(n),
                     Err(f) => failures.push(f),
                 }
@@ -249,7 +253,13 @@ impl Scheduler {
             let choice = if feasible.is_empty() {
                 None
             } else {
-                let scores = plugins::score(&pod, &non_zero, &feasible, strategy);
+                let mut scores = plugins::score(&pod, &non_zero, &feasible, strategy);
+                if spread.has_soft() {
+                    // PodTopologySpread's weight in the default profile is 2.
+                    for (s, t) in scores.iter_mut().zip(spread.score(&feasible)) {
+                        *s += 2 * t;
+                    }
+                }
                 let best = scores.iter().copied().max().unwrap_or(0);
                 let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
                 let pick = top[rand::random_range(0..top.len())];

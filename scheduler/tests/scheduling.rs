@@ -170,3 +170,31 @@ fn a_standby_scheduler_takes_over() {
     pod(&c, "after", "100m", "");
     eventually(Duration::from_secs(30), "scheduled by the new leader", || (node_of(&c, "after") == "n1").then_some(()));
 }
+
+#[test]
+fn topology_spread_across_three_zones() {
+    let mut c = Cluster::start();
+    c.start_component("kube-scheduler", &["--secure-port=0"]);
+    for (n, z) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c")] {
+        node(&c, n, "8", &format!("topology.kubernetes.io/zone: {z}, kubernetes.io/hostname: {n}"), "[]");
+    }
+    let spread = "  topologySpreadConstraints:\n  - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: spread}}}\n";
+    for i in 0..6 {
+        c.ok(&["apply", "-f", &c.file(&format!("s{i}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: s{i}, labels: {{app: spread}}}}\nspec:\n{spread}  containers:\n  - name: c\n    image: busybox:1.36\n    resources: {{requests: {{cpu: 100m}}}}\n"))]);
+    }
+    let placed = eventually(Duration::from_secs(30), "all six placed", || {
+        let nodes: Vec<String> = (0..6).map(|i| node_of(&c, &format!("s{i}"))).collect();
+        nodes.iter().all(|n| !n.is_empty()).then_some(nodes)
+    });
+    let zone = |n: &str| n.chars().next().unwrap();
+    for z in ['a', 'b', 'c'] {
+        assert_eq!(placed.iter().filter(|n| zone(n) == z).count(), 2, "two per zone: {placed:?}");
+    }
+    // A seventh pod fits a zone only by keeping the skew within 1: any zone, but then an eighth must
+    // avoid that zone.
+    for i in 6..8 {
+        c.ok(&["apply", "-f", &c.file(&format!("s{i}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: s{i}, labels: {{app: spread}}}}\nspec:\n{spread}  containers:\n  - name: c\n    image: busybox:1.36\n"))]);
+        eventually(Duration::from_secs(30), "placed", || (!node_of(&c, &format!("s{i}")).is_empty()).then_some(()));
+    }
+    assert_ne!(zone(&node_of(&c, "s6")), zone(&node_of(&c, "s7")));
+}
