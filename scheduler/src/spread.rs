@@ -53,7 +53,7 @@ pub fn prepare(pod: &Pod, cache: &Cache, eligible: impl Fn(&NodeInfo) -> bool) -
         .as_ref()
         .and_then(|o| o.iter().find(|r| r.controller == Some(true)))
         .map(|r| r.uid.clone());
-    let mut wanted: Vec<(String, i64, bool, Selects<'_>)> = Vec::new();
+    let mut wanted: Vec<(String, i64, bool, Selects)> = Vec::new();
     if explicit.is_empty() {
         if let Some(uid) = owner {
             wanted.push((HOSTNAME.into(), 3, false, Selects::Owner(uid.clone())));
