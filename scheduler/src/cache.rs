@@ -157,19 +157,23 @@ struct PodEntry {
     terminating: bool,
 }
 
-/// What topology spreading needs to know of a placed pod.
-pub struct PlacedPod<'a> {
-    pub node: &'a str,
-    pub namespace: &'a str,
-    pub labels: &'a BTreeMap<String, String>,
-    pub owner: Option<&'a str>,
-    pub terminating: bool,
+/// Decides whether a placed pod (its labels and controlling owner) counts for a spread selector.
+pub type PodMatcher = Box<dyn Fn(&BTreeMap<String, String>, Option<&str>) -> bool + Send>;
+
+/// Matching pods per node for one (namespace, selector), kept up to date as pods come and go.
+struct SpreadCount {
+    namespace: String,
+    matcher: PodMatcher,
+    per_node: HashMap<String, i64>,
 }
+
+const MAX_SPREAD_COUNTS: usize = 256;
 
 #[derive(Default)]
 pub struct Cache {
     nodes: HashMap<String, NodeInfo>,
     pods: HashMap<String, PodEntry>,
+    spread_counts: HashMap<String, SpreadCount>,
     /// Names of the known nodes, sorted: the order the scheduler walks them in.
     order: Vec<String>,
 }
@@ -198,17 +202,7 @@ impl Cache {
         }
     }
 
-    /// Every placed pod (bound or assumed).
-    pub fn placed(&self) -> impl Iterator<Item = PlacedPod<'_>> {
-        self.pods.values().map(|e| PlacedPod {
-            node: &e.node,
-            namespace: &e.namespace,
-            labels: &e.labels,
-            owner: e.owner.as_deref(),
-            terminating: e.terminating,
-        })
-    }
-
+    #[cfg(test)]
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
         self.nodes.get(name).filter(|n| n.known)
     }
@@ -255,13 +249,51 @@ impl Cache {
             terminating: pod.metadata.deletion_timestamp.is_some(),
         };
         self.apply(&e, 1);
+        self.count_spread(&e, 1);
         self.pods.insert(key.to_string(), e);
     }
 
     pub fn remove_pod(&mut self, key: &str) {
         if let Some(e) = self.pods.remove(key) {
             self.apply(&e, -1);
+            self.count_spread(&e, -1);
         }
+    }
+
+    fn count_spread(&mut self, e: &PodEntry, sign: i64) {
+        if e.terminating {
+            return;
+        }
+        for c in self.spread_counts.values_mut() {
+            if c.namespace == e.namespace && (c.matcher)(&e.labels, e.owner.as_deref()) {
+                *c.per_node.entry(e.node.clone()).or_default() += sign;
+            }
+        }
+    }
+
+    /// Matching pods per node for the selector `id` in `namespace`, counted once and then kept up to
+    /// date incrementally (topology spreading asks for the same selector pod after pod).
+    pub fn spread_counts(
+        &mut self,
+        namespace: &str,
+        id: &str,
+        matcher: impl FnOnce() -> PodMatcher,
+    ) -> &HashMap<String, i64> {
+        let key = format!("{namespace}\u{0}{id}");
+        if !self.spread_counts.contains_key(&key) {
+            if self.spread_counts.len() >= MAX_SPREAD_COUNTS {
+                self.spread_counts.clear();
+            }
+            let matcher = matcher();
+            let mut per_node: HashMap<String, i64> = HashMap::new();
+            for e in self.pods.values().filter(|e| e.namespace == namespace && !e.terminating) {
+                if matcher(&e.labels, e.owner.as_deref()) {
+                    *per_node.entry(e.node.clone()).or_default() += 1;
+                }
+            }
+            self.spread_counts.insert(key.clone(), SpreadCount { namespace: namespace.to_string(), matcher, per_node });
+        }
+        &self.spread_counts[&key].per_node
     }
 
     /// Whether `key` counts only as an assumption (its binding not yet seen).
@@ -308,5 +340,31 @@ mod tests {
         assert_eq!(c.sorted_nodes()[0].requested.cpu, 600, "a node update keeps the pods' requests");
         c.remove_pod("ns/p");
         assert_eq!(c.sorted_nodes()[0].requested.cpu, 0);
+    }
+
+    #[test]
+    fn spread_counts_follow_pods_incrementally() {
+        let mut c = Cache::default();
+        let pod = |app: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"namespace": "ns", "labels": {"app": app}}}))
+                .unwrap()
+        };
+        let web = || -> PodMatcher {
+            Box::new(|l: &BTreeMap<String, String>, _: Option<&str>| l.get("app").map(String::as_str) == Some("web"))
+        };
+        c.add_pod("ns/a", &pod("web"), "n1", false);
+        assert_eq!(c.spread_counts("ns", "web", web).get("n1"), Some(&1));
+        c.add_pod("ns/b", &pod("web"), "n2", true);
+        c.add_pod("ns/c", &pod("db"), "n2", false);
+        c.add_pod(
+            "other/d",
+            &serde_json::from_value(serde_json::json!({"metadata": {"namespace": "other", "labels": {"app": "web"}}}))
+                .unwrap(),
+            "n2",
+            false,
+        );
+        assert_eq!(c.spread_counts("ns", "web", web).get("n2"), Some(&1), "same namespace, matching labels only");
+        c.remove_pod("ns/a");
+        assert_eq!(c.spread_counts("ns", "web", web).get("n1"), Some(&0));
     }
 }

@@ -224,10 +224,10 @@ impl Scheduler {
         let ports = pod_host_ports(&pod);
         // Filter, then score, over a snapshot of the cache.
         let (choice, failures, total) = {
-            let cache = self.cache.lock().unwrap();
-            let nodes = cache.sorted_nodes();
+            let mut cache = self.cache.lock().unwrap();
             let spec = pod.spec.clone().unwrap_or_default();
-            let spread = crate::spread::prepare(&pod, &cache, |n| plugins::affinity_matches(&spec, n));
+            let spread = crate::spread::prepare(&pod, &mut cache, |n| plugins::affinity_matches(&spec, n));
+            let nodes = cache.sorted_nodes();
             let total = nodes.len();
             let want = self.nodes_to_find(total);
             let start = if total == 0 { 0 } else { self.next_start.load(Ordering::Relaxed) % total };

@@ -29,21 +29,24 @@ pub struct State {
     constraints: Vec<Counted>,
 }
 
-enum Selects<'a> {
-    Labels(&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector),
+enum Selects {
+    /// A label selector, parsed once (None: one that does not parse, which selects nothing), and its
+    /// JSON as an identity.
+    Labels(Option<apimachinery::labels::Selector>, String),
     Owner(String),
 }
 
-fn label_selects(
-    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let Ok(v) = serde_json::to_value(sel) else { return false };
-    apimachinery::labels::Selector::from_label_selector(&v).is_ok_and(|s| s.matches(labels))
+fn parse(sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> Selects {
+    let v = serde_json::to_value(sel).unwrap_or_default();
+    Selects::Labels(apimachinery::labels::Selector::from_label_selector(&v).ok(), v.to_string())
+}
+
+fn label_selects(sel: &Option<apimachinery::labels::Selector>, labels: &BTreeMap<String, String>) -> bool {
+    sel.as_ref().is_some_and(|s| s.matches(labels))
 }
 
 /// Counts the matching pods per domain for the pod's constraints (explicit, else the defaults).
-pub fn prepare(pod: &Pod, cache: &Cache, eligible: impl Fn(&NodeInfo) -> bool) -> State {
+pub fn prepare(pod: &Pod, cache: &mut Cache, eligible: impl Fn(&NodeInfo) -> bool) -> State {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let explicit: Vec<TopologySpreadConstraint> =
         pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.clone()).unwrap_or_default();
@@ -67,7 +70,7 @@ pub fn prepare(pod: &Pod, cache: &Cache, eligible: impl Fn(&NodeInfo) -> bool) -
                 c.topology_key.clone(),
                 c.max_skew as i64,
                 c.when_unsatisfiable == "DoNotSchedule",
-                Selects::Labels(sel),
+                parse(sel),
             ));
         }
     }
@@ -75,37 +78,35 @@ pub fn prepare(pod: &Pod, cache: &Cache, eligible: impl Fn(&NodeInfo) -> bool) -
         return State { constraints: Vec::new() };
     }
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    let nodes = cache.sorted_nodes();
-    let constraints = wanted
-        .into_iter()
-        .map(|(key, max_skew, hard, sel)| {
-            let mut counts: HashMap<String, i64> = HashMap::new();
-            for n in nodes.iter().filter(|n| eligible(n)) {
-                if let Some(d) = n.labels.get(&key) {
-                    counts.entry(d.clone()).or_insert(0);
+    let mut constraints = Vec::new();
+    for (key, max_skew, hard, sel) in wanted {
+        let self_match = match &sel {
+            Selects::Labels(s, _) => label_selects(s, &labels),
+            Selects::Owner(_) => true,
+        };
+        let id = match &sel {
+            Selects::Owner(uid) => format!("owner:{uid}"),
+            Selects::Labels(_, json) => format!("labels:{json}"),
+        };
+        let per_node = cache
+            .spread_counts(&ns, &id, || match sel {
+                Selects::Owner(uid) => {
+                    Box::new(move |_: &BTreeMap<String, String>, owner: Option<&str>| owner == Some(uid.as_str()))
                 }
+                Selects::Labels(s, _) => {
+                    Box::new(move |l: &BTreeMap<String, String>, _: Option<&str>| label_selects(&s, l))
+                }
+            })
+            .clone();
+        // Domains of the eligible nodes, with their matching pods.
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        for n in cache.sorted_nodes().into_iter().filter(|n| eligible(n)) {
+            if let Some(d) = n.labels.get(&key) {
+                *counts.entry(d.clone()).or_insert(0) += per_node.get(&n.name).copied().unwrap_or(0);
             }
-            for p in cache.placed().filter(|p| p.namespace == ns && !p.terminating) {
-                let matches = match &sel {
-                    Selects::Labels(s) => label_selects(s, p.labels),
-                    Selects::Owner(uid) => p.owner == Some(uid.as_str()),
-                };
-                if !matches {
-                    continue;
-                }
-                if let Some(d) = cache.node(p.node).and_then(|n| n.labels.get(&key)) {
-                    if let Some(c) = counts.get_mut(d) {
-                        *c += 1;
-                    }
-                }
-            }
-            let self_match = match &sel {
-                Selects::Labels(s) => label_selects(s, &labels),
-                Selects::Owner(_) => true,
-            };
-            Counted { key, max_skew, hard, counts, self_match }
-        })
-        .collect();
+        }
+        constraints.push(Counted { key, max_skew, hard, counts, self_match });
+    }
     State { constraints }
 }
 
@@ -183,7 +184,7 @@ mod tests {
         let mut incoming: Pod = pod("p4", "web");
         incoming.spec = Some(serde_json::from_value(serde_json::json!({"containers": [], "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
-        let state = prepare(&incoming, &cache, |_| true);
+        let state = prepare(&incoming, &mut cache, |_| true);
         let names = ["a1", "b1", "c1"];
         let ok: Vec<bool> = names.iter().map(|n| state.filter(cache.node(n).unwrap()).is_ok()).collect();
         // Zone a has 2, b 1, c 0: only c keeps the skew within 1.
@@ -200,7 +201,7 @@ mod tests {
         let mut incoming = pod("p2", "web");
         incoming.spec = Some(serde_json::from_value(serde_json::json!({"containers": [], "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": HOSTNAME, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
-        let state = prepare(&incoming, &cache, |_| true);
+        let state = prepare(&incoming, &mut cache, |_| true);
         let nodes = [cache.node("a1").unwrap(), cache.node("b1").unwrap()];
         let s = state.score(&nodes);
         assert!(s[1] > s[0], "{s:?}");
