@@ -407,7 +407,7 @@ fn silent_nodes_are_tainted_and_their_pods_evicted() {
     let mut c = Cluster::start();
     c.start_manager(&[
         "--secure-port=0",
-        "--node-monitor-grace-period=4s",
+        "--node-monitor-grace-period=6s",
         "--node-monitor-period=1s",
         "--node-startup-grace-period=4s",
         "--allocate-node-cidrs=true",
@@ -421,6 +421,17 @@ fn silent_nodes_are_tainted_and_their_pods_evicted() {
     c.ok(&["apply", "-f", &c.file("n1.yaml", &node("n1"))]);
     let heartbeat = |c: &Cluster, name: &str| beat(&c.kubeconfig(), name);
     heartbeat(&c, "n1");
+    // n1's kubelet, played by a thread until the test silences it.
+    let n1_alive = Arc::new(AtomicBool::new(true));
+    let n1 = {
+        let (alive, kc) = (n1_alive.clone(), c.kubeconfig());
+        std::thread::spawn(move || {
+            while alive.load(Ordering::SeqCst) {
+                beat(&kc, "n1");
+                std::thread::sleep(Duration::from_millis(700));
+            }
+        })
+    };
     assert_eq!(
         eventually(Duration::from_secs(30), "a pod CIDR", || {
             let cidr = c.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.podCIDR}"]);
@@ -456,20 +467,19 @@ fn silent_nodes_are_tainted_and_their_pods_evicted() {
             "p2.yaml",
             &pod(
                 "patient",
-                "[{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 4}]",
+                "[{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 8}]",
             ),
         ),
     ]);
     c.ok(&["apply", "-f", &c.file("p3.yaml", &pod("stubborn", "[{operator: Exists}]"))]);
     // Heartbeats keep the node healthy for a while.
-    for _ in 0..6 {
-        heartbeat(&c, "n1");
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    std::thread::sleep(Duration::from_secs(8));
     let ready = c.ok(&["get", "node", "n1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
     assert_eq!(ready, "True", "a node that renews its lease stays ready");
     assert!(c.ok(&["get", "pod", "intolerant", "-o", "jsonpath={.metadata.deletionTimestamp}"]).is_empty());
     // Then it goes silent.
+    n1_alive.store(false, Ordering::SeqCst);
+    n1.join().unwrap();
     eventually(Duration::from_secs(30), "Ready=Unknown", || {
         let n = c.json(&["node", "n1"]);
         let ready =
@@ -501,7 +511,7 @@ fn silent_nodes_are_tainted_and_their_pods_evicted() {
         .iter()
         .any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "DeletionByTaintManager"));
     assert!(!deleted("patient"), "evicted before its tolerationSeconds");
-    eventually(Duration::from_secs(20), "the patient pod evicted after 4s", || deleted("patient").then_some(()));
+    eventually(Duration::from_secs(20), "the patient pod evicted after 8s", || deleted("patient").then_some(()));
     std::thread::sleep(Duration::from_secs(2));
     assert!(!deleted("stubborn"), "a pod tolerating everything stays");
     let events = c.ok(&[
