@@ -271,14 +271,10 @@ impl Cache {
         }
     }
 
-    /// Matching pods per node for the selector `id` in `namespace`, counted once and then kept up to
-    /// date incrementally (topology spreading asks for the same selector pod after pod).
-    pub fn spread_counts(
-        &mut self,
-        namespace: &str,
-        id: &str,
-        matcher: impl FnOnce() -> PodMatcher,
-    ) -> &HashMap<String, i64> {
+    /// Makes sure the matching pods per node for the selector `id` in `namespace` are counted (once;
+    /// then kept up to date as pods come and go, since spreading asks for the same selector pod after
+    /// pod). Returns the key for [`Cache::spread_counts_of`].
+    pub fn ensure_spread_counts(&mut self, namespace: &str, id: &str, matcher: impl FnOnce() -> PodMatcher) -> String {
         let key = format!("{namespace}\u{0}{id}");
         if !self.spread_counts.contains_key(&key) {
             if self.spread_counts.len() >= MAX_SPREAD_COUNTS {
@@ -293,7 +289,11 @@ impl Cache {
             }
             self.spread_counts.insert(key.clone(), SpreadCount { namespace: namespace.to_string(), matcher, per_node });
         }
-        &self.spread_counts[&key].per_node
+        key
+    }
+
+    pub fn spread_counts_of(&self, key: &str) -> Option<&HashMap<String, i64>> {
+        self.spread_counts.get(key).map(|c| &c.per_node)
     }
 
     /// Whether `key` counts only as an assumption (its binding not yet seen).
@@ -353,7 +353,8 @@ mod tests {
             Box::new(|l: &BTreeMap<String, String>, _: Option<&str>| l.get("app").map(String::as_str) == Some("web"))
         };
         c.add_pod("ns/a", &pod("web"), "n1", false);
-        assert_eq!(c.spread_counts("ns", "web", web).get("n1"), Some(&1));
+        let k = c.ensure_spread_counts("ns", "web", web);
+        assert_eq!(c.spread_counts_of(&k).unwrap().get("n1"), Some(&1));
         c.add_pod("ns/b", &pod("web"), "n2", true);
         c.add_pod("ns/c", &pod("db"), "n2", false);
         c.add_pod(
@@ -363,8 +364,8 @@ mod tests {
             "n2",
             false,
         );
-        assert_eq!(c.spread_counts("ns", "web", web).get("n2"), Some(&1), "same namespace, matching labels only");
+        assert_eq!(c.spread_counts_of(&k).unwrap().get("n2"), Some(&1), "same namespace, matching labels only");
         c.remove_pod("ns/a");
-        assert_eq!(c.spread_counts("ns", "web", web).get("n1"), Some(&0));
+        assert_eq!(c.spread_counts_of(&k).unwrap().get("n1"), Some(&0));
     }
 }

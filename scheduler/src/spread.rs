@@ -88,21 +88,26 @@ pub fn prepare(pod: &Pod, cache: &mut Cache, eligible: impl Fn(&NodeInfo) -> boo
             Selects::Owner(uid) => format!("owner:{uid}"),
             Selects::Labels(_, json) => format!("labels:{json}"),
         };
-        let per_node = cache
-            .spread_counts(&ns, &id, || match sel {
-                Selects::Owner(uid) => {
-                    Box::new(move |_: &BTreeMap<String, String>, owner: Option<&str>| owner == Some(uid.as_str()))
-                }
-                Selects::Labels(s, _) => {
-                    Box::new(move |l: &BTreeMap<String, String>, _: Option<&str>| label_selects(&s, l))
-                }
-            })
-            .clone();
+        let full_id = cache.ensure_spread_counts(&ns, &id, || match sel {
+            Selects::Owner(uid) => {
+                Box::new(move |_: &BTreeMap<String, String>, owner: Option<&str>| owner == Some(uid.as_str()))
+            }
+            Selects::Labels(s, _) => {
+                Box::new(move |l: &BTreeMap<String, String>, _: Option<&str>| label_selects(&s, l))
+            }
+        });
+        let per_node = cache.spread_counts_of(&full_id);
         // Domains of the eligible nodes, with their matching pods.
         let mut counts: HashMap<String, i64> = HashMap::new();
         for n in cache.sorted_nodes().into_iter().filter(|n| eligible(n)) {
             if let Some(d) = n.labels.get(&key) {
-                *counts.entry(d.clone()).or_insert(0) += per_node.get(&n.name).copied().unwrap_or(0);
+                let here = per_node.and_then(|m| m.get(&n.name)).copied().unwrap_or(0);
+                match counts.get_mut(d.as_str()) {
+                    Some(c) => *c += here,
+                    None => {
+                        counts.insert(d.clone(), here);
+                    }
+                }
             }
         }
         constraints.push(Counted { key, max_skew, hard, counts, self_match });
