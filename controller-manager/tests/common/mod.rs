@@ -165,6 +165,17 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A failing test shows what the components said.
+        if std::thread::panicking() {
+            for n in 0..self.managers.len() {
+                let log = self.manager_log(n);
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- component {n} log (last lines) ---");
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
         for m in &mut self.managers {
             let _ = m.kill();
             let _ = m.wait();
