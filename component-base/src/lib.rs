@@ -11,6 +11,7 @@ pub mod leaderelection;
 pub mod logging;
 pub mod metrics;
 pub mod serving;
+pub mod taints;
 pub mod workqueue;
 
 /// `metav1.MicroTime` as the API writes it (`2026-01-02T03:04:05.123456Z`).
@@ -21,4 +22,13 @@ pub fn micro_time_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Micro
 /// `metav1.Time` now (second precision on the wire).
 pub fn time_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Resolves on SIGINT or SIGTERM: when a component shuts down (and a leader releases its Lease).
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -68,14 +68,7 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     }
 
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
+    let shutdown = component_base::shutdown_signal();
     match elector {
         None => {
             let ctx = context::Context::new(client, &flags, identity);

@@ -280,14 +280,7 @@ async fn run(flags: Flags) -> Result<(), String> {
         initial_backoff: Duration::from_secs(cfg.pod_initial_backoff_seconds.unwrap_or(1)),
         max_backoff: Duration::from_secs(cfg.pod_max_backoff_seconds.unwrap_or(10)),
     };
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
+    let shutdown = component_base::shutdown_signal();
     match elector {
         None => {
             let _s = scheduler::Scheduler::start(client, opts, identity);

@@ -4,7 +4,8 @@
 //! NodeResourcesBalancedAllocation.
 
 use crate::cache::{NodeInfo, Resources};
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
+use component_base::taints::tolerates;
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint};
 use std::collections::BTreeMap;
 
 /// Why a node does not fit; `resolvable` says whether evicting pods could help (preemption).
@@ -16,22 +17,6 @@ pub struct Failure {
 
 fn fail(reason: impl Into<String>, resolvable: bool) -> Failure {
     Failure { reason: reason.into(), resolvable }
-}
-
-fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
-    }
-    let key = tol.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match tol.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        _ => key == taint.key && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    }
 }
 
 fn requirement_matches(

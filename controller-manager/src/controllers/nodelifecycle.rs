@@ -15,6 +15,7 @@
 use super::{has_code, run_workers, SyncResult};
 use crate::context::Context;
 use component_base::informer::Change;
+use component_base::taints::tolerates;
 use component_base::workqueue::WorkQueue;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -287,23 +288,6 @@ async fn mark_pods_not_ready(ctx: &Context, node: &str) {
                 )
                 .await;
         }
-    }
-}
-
-/// Whether `tol` tolerates `taint` (upstream's `ToleratesTaint`).
-pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
-    }
-    let key = tol.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match tol.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        _ => key == taint.key && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
     }
 }
 
