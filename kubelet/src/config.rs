@@ -1,0 +1,388 @@
+//! The kubelet's flags and its `KubeletConfiguration` (`kubelet.config.k8s.io/v1beta1`) file, with
+//! upstream's defaults. A flag given on the command line wins over the file, as upstream.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Parser, Clone, Debug)]
+#[command(name = "kubelet", version = "v1.35.0", about = "The Kubernetes node agent")]
+pub struct Flags {
+    #[arg(long)]
+    pub kubeconfig: Option<String>,
+    #[arg(long)]
+    pub bootstrap_kubeconfig: Option<String>,
+    /// A `KubeletConfiguration` file.
+    #[arg(long)]
+    pub config: Option<String>,
+    #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
+    pub container_runtime_endpoint: String,
+    #[arg(long)]
+    pub image_service_endpoint: Option<String>,
+    #[arg(long, default_value = "2m")]
+    pub runtime_request_timeout: String,
+    /// Comma-separated IPs the node reports (the first is the pods' `hostIP`).
+    #[arg(long)]
+    pub node_ip: Option<String>,
+    #[arg(long)]
+    pub hostname_override: Option<String>,
+    /// `key=value,...` labels added at registration.
+    #[arg(long, value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub register_node: bool,
+    /// `key=value:Effect,...` taints added at registration.
+    #[arg(long, value_delimiter = ',')]
+    pub register_with_taints: Vec<String>,
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub root_dir: String,
+    /// Deprecated upstream (the runtime's own sandbox image is used); recorded so that image GC keeps it.
+    #[arg(long)]
+    pub pod_infra_container_image: Option<String>,
+    #[arg(long)]
+    pub healthz_port: Option<u16>,
+    #[arg(long)]
+    pub healthz_bind_address: Option<String>,
+    #[arg(long)]
+    pub max_pods: Option<i64>,
+    #[arg(long)]
+    pub cgroup_driver: Option<String>,
+    #[arg(long)]
+    pub cgroup_root: Option<String>,
+    #[arg(long)]
+    pub cgroups_per_qos: Option<bool>,
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<String>,
+    #[arg(long)]
+    pub cluster_domain: Option<String>,
+    #[arg(long)]
+    pub pod_manifest_path: Option<String>,
+    #[arg(long)]
+    pub fail_swap_on: Option<bool>,
+    #[arg(long)]
+    pub resolv_conf: Option<String>,
+    #[arg(long)]
+    pub provider_id: Option<String>,
+    #[arg(long)]
+    pub cert_dir: Option<String>,
+    #[arg(long)]
+    pub rotate_certificates: Option<bool>,
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub v: u8,
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    match s {
+        None => Ok(None),
+        Some(s) => {
+            parse_duration(&s).map(Some).ok_or_else(|| serde::de::Error::custom(format!("invalid duration {s:?}")))
+        }
+    }
+}
+
+/// A Go duration (`10s`, `1m30s`, `500ms`, `2h`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if n == 0 {
+            return None;
+        }
+        let v: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += v * mult;
+        rest = &rest[u..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// The fields of `KubeletConfiguration` this kubelet knows; the ones not acted on yet (log rotation,
+/// image GC, static pods, TLS bootstrap) are accepted so that kubeadm-style files load.
+#[allow(dead_code)]
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct FileConfig {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub cgroup_driver: Option<String>,
+    pub cgroup_root: Option<String>,
+    pub cgroups_per_qos: Option<bool>,
+    #[serde(rename = "clusterDNS")]
+    pub cluster_dns: Option<Vec<String>>,
+    pub cluster_domain: Option<String>,
+    pub max_pods: Option<i64>,
+    pub pod_pids_limit: Option<i64>,
+    pub eviction_hard: Option<BTreeMap<String, String>>,
+    pub container_log_max_size: Option<String>,
+    pub container_log_max_files: Option<i32>,
+    pub static_pod_path: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub sync_frequency: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub node_status_update_frequency: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub node_status_report_frequency: Option<Duration>,
+    pub node_lease_duration_seconds: Option<i32>,
+    pub serialize_image_pulls: Option<bool>,
+    pub fail_swap_on: Option<bool>,
+    pub rotate_certificates: Option<bool>,
+    pub server_tls_bootstrap: Option<bool>,
+    pub register_node: Option<bool>,
+    pub register_with_taints: Option<Vec<k8s_openapi::api::core::v1::Taint>>,
+    pub system_reserved: Option<BTreeMap<String, String>>,
+    pub kube_reserved: Option<BTreeMap<String, String>>,
+    pub healthz_port: Option<u16>,
+    pub healthz_bind_address: Option<String>,
+    pub resolv_conf: Option<String>,
+    pub pod_logs_dir: Option<String>,
+    pub container_runtime_endpoint: Option<String>,
+    pub image_gc_high_threshold_percent: Option<i32>,
+    pub image_gc_low_threshold_percent: Option<i32>,
+    pub provider_id: Option<String>,
+}
+
+/// The kubelet's effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ips: Vec<String>,
+    pub node_labels: BTreeMap<String, String>,
+    pub register_node: bool,
+    pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    pub root_dir: String,
+    pub pod_logs_dir: String,
+    pub runtime_endpoint: String,
+    pub image_endpoint: String,
+    pub runtime_request_timeout: Duration,
+    pub cgroup_driver: String,
+    pub cgroup_root: String,
+    pub cgroups_per_qos: bool,
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    pub max_pods: i64,
+    pub eviction_hard: BTreeMap<String, String>,
+    pub sync_frequency: Duration,
+    pub node_status_update_frequency: Duration,
+    pub node_status_report_frequency: Duration,
+    pub node_lease_duration_seconds: i32,
+    pub fail_swap_on: bool,
+    pub system_reserved: BTreeMap<String, String>,
+    pub kube_reserved: BTreeMap<String, String>,
+    pub healthz_port: u16,
+    pub healthz_bind_address: String,
+    pub resolv_conf: String,
+    pub provider_id: Option<String>,
+    pub kubeconfig: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to load Kubelet config file {path}, error: {msg}")]
+    File { path: String, msg: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+fn parse_taint(s: &str) -> Result<k8s_openapi::api::core::v1::Taint, ConfigError> {
+    let (kv, effect) = s.rsplit_once(':').ok_or_else(|| ConfigError::Invalid(format!("invalid taint spec: {s}")))?;
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (kv.to_string(), None),
+    };
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(ConfigError::Invalid(format!("invalid taint effect: {effect}, unsupported taint effect")));
+    }
+    Ok(k8s_openapi::api::core::v1::Taint { key, value, effect: effect.into(), time_added: None })
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into()).trim().to_lowercase()
+}
+
+impl Config {
+    pub fn load(f: &Flags) -> Result<Config, ConfigError> {
+        let file: FileConfig = match &f.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.clone(), msg: e.to_string() })?;
+                let c: FileConfig = serde_yaml_ng::from_str(&text)
+                    .map_err(|e| ConfigError::File { path: path.clone(), msg: e.to_string() })?;
+                if let Some(k) = c.kind.as_deref().filter(|k| *k != "KubeletConfiguration") {
+                    return Err(ConfigError::File { path: path.clone(), msg: format!("unexpected kind {k:?}") });
+                }
+                if let Some(v) = c.api_version.as_deref().filter(|v| *v != "kubelet.config.k8s.io/v1beta1") {
+                    return Err(ConfigError::File {
+                        path: path.clone(),
+                        msg: format!("no kind \"KubeletConfiguration\" is registered for version \"{v}\""),
+                    });
+                }
+                c
+            }
+            None => FileConfig::default(),
+        };
+        let node_name = f.hostname_override.clone().filter(|h| !h.is_empty()).unwrap_or_else(hostname).to_lowercase();
+        let mut node_labels = BTreeMap::new();
+        for l in f.node_labels.iter().filter(|l| !l.is_empty()) {
+            let (k, v) = l.split_once('=').ok_or_else(|| ConfigError::Invalid(format!("invalid node label {l:?}")))?;
+            node_labels.insert(k.to_string(), v.to_string());
+        }
+        let mut taints = file.register_with_taints.clone().unwrap_or_default();
+        for t in f.register_with_taints.iter().filter(|t| !t.is_empty()) {
+            taints.push(parse_taint(t)?);
+        }
+        let runtime_endpoint = if f.container_runtime_endpoint != "unix:///run/containerd/containerd.sock" {
+            f.container_runtime_endpoint.clone()
+        } else {
+            file.container_runtime_endpoint.clone().unwrap_or_else(|| f.container_runtime_endpoint.clone())
+        };
+        let cgroup_driver = f.cgroup_driver.clone().or(file.cgroup_driver.clone()).unwrap_or_else(|| "cgroupfs".into());
+        if !matches!(cgroup_driver.as_str(), "cgroupfs" | "systemd") {
+            return Err(ConfigError::Invalid(format!(
+                "invalid configuration: cgroupDriver ({cgroup_driver:?}) must be one of \"cgroupfs\" or \"systemd\""
+            )));
+        }
+        let mut eviction_hard: BTreeMap<String, String> = [
+            ("memory.available", "100Mi"),
+            ("nodefs.available", "10%"),
+            ("imagefs.available", "15%"),
+            ("nodefs.inodesFree", "5%"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(e) = &file.eviction_hard {
+            // As upstream: a map given in the file replaces the defaults.
+            eviction_hard = e.clone();
+        }
+        let max_pods = f.max_pods.or(file.max_pods).unwrap_or(110);
+        if max_pods < 0 {
+            return Err(ConfigError::Invalid(format!("maxPods ({max_pods}) must not be a negative number")));
+        }
+        let node_ips: Vec<String> = f
+            .node_ip
+            .as_deref()
+            .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+            .unwrap_or_default();
+        for ip in &node_ips {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::Invalid(format!("failed to parse node IP {ip:?}")));
+            }
+        }
+        Ok(Config {
+            node_name,
+            node_ips,
+            node_labels,
+            register_node: f.register_node && file.register_node.unwrap_or(true),
+            register_with_taints: taints,
+            root_dir: f.root_dir.clone(),
+            pod_logs_dir: file.pod_logs_dir.clone().unwrap_or_else(|| "/var/log/pods".into()),
+            image_endpoint: f.image_service_endpoint.clone().unwrap_or_else(|| runtime_endpoint.clone()),
+            runtime_endpoint,
+            runtime_request_timeout: parse_duration(&f.runtime_request_timeout).ok_or_else(|| {
+                ConfigError::Invalid(format!("invalid --runtime-request-timeout {:?}", f.runtime_request_timeout))
+            })?,
+            cgroup_driver,
+            cgroup_root: f.cgroup_root.clone().or(file.cgroup_root.clone()).unwrap_or_else(|| "/".into()),
+            cgroups_per_qos: f.cgroups_per_qos.or(file.cgroups_per_qos).unwrap_or(true),
+            cluster_dns: if f.cluster_dns.iter().any(|d| !d.is_empty()) {
+                f.cluster_dns.clone()
+            } else {
+                file.cluster_dns.clone().unwrap_or_default()
+            },
+            cluster_domain: f.cluster_domain.clone().or(file.cluster_domain.clone()).unwrap_or_default(),
+            max_pods,
+            eviction_hard,
+            sync_frequency: file.sync_frequency.unwrap_or(Duration::from_secs(60)),
+            node_status_update_frequency: file.node_status_update_frequency.unwrap_or(Duration::from_secs(10)),
+            node_status_report_frequency: file.node_status_report_frequency.unwrap_or(Duration::from_secs(300)),
+            node_lease_duration_seconds: file.node_lease_duration_seconds.unwrap_or(40),
+            fail_swap_on: f.fail_swap_on.or(file.fail_swap_on).unwrap_or(true),
+            system_reserved: file.system_reserved.clone().unwrap_or_default(),
+            kube_reserved: file.kube_reserved.clone().unwrap_or_default(),
+            healthz_port: f.healthz_port.or(file.healthz_port).unwrap_or(10248),
+            healthz_bind_address: f
+                .healthz_bind_address
+                .clone()
+                .or(file.healthz_bind_address.clone())
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            resolv_conf: f
+                .resolv_conf
+                .clone()
+                .or(file.resolv_conf.clone())
+                .unwrap_or_else(|| "/etc/resolv.conf".into()),
+            provider_id: f.provider_id.clone().or(file.provider_id.clone()),
+            kubeconfig: f.kubeconfig.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("bogus"), None);
+    }
+
+    #[test]
+    fn file_defaults_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(
+            &p,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\nmaxPods: 20\nsyncFrequency: 30s\nevictionHard:\n  memory.available: 200Mi\n",
+        )
+        .unwrap();
+        let f = Flags::parse_from([
+            "kubelet",
+            "--config",
+            p.to_str().unwrap(),
+            "--max-pods",
+            "30",
+            "--node-labels",
+            "a=b,c=d",
+        ]);
+        let c = Config::load(&f).unwrap();
+        assert_eq!(c.cgroup_driver, "systemd");
+        assert_eq!(c.max_pods, 30, "a flag wins over the file");
+        assert_eq!(c.cluster_dns, vec!["10.96.0.10"]);
+        assert_eq!(c.sync_frequency, Duration::from_secs(30));
+        assert_eq!(c.eviction_hard.len(), 1);
+        assert_eq!(c.node_labels.get("c").map(String::as_str), Some("d"));
+        assert_eq!(c.healthz_port, 10248);
+
+        std::fs::write(
+            &p,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: bogus\n",
+        )
+        .unwrap();
+        let e = Config::load(&Flags::parse_from(["kubelet", "--config", p.to_str().unwrap()])).unwrap_err();
+        assert!(e.to_string().contains("cgroupDriver"), "{e}");
+        let e = Config::load(&Flags::parse_from(["kubelet", "--register-with-taints", "a=b:Bogus"])).unwrap_err();
+        assert!(e.to_string().contains("invalid taint effect"), "{e}");
+    }
+}

@@ -1,0 +1,131 @@
+//! The pod manager: watches the pods bound to this node, runs one worker per pod, wakes workers
+//! when their containers change (a relist of the runtime every second, upstream's PLEG), and
+//! removes what the runtime has of pods that no longer exist.
+
+use crate::kubelet::Kubelet;
+use crate::worker::Worker;
+use component_base::informer::{Change, Informer};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+struct Handle {
+    pod: watch::Sender<Option<Arc<Pod>>>,
+    kick: Arc<Notify>,
+}
+
+pub struct Manager {
+    k: Arc<Kubelet>,
+    workers: Mutex<HashMap<String, Handle>>,
+}
+
+impl Manager {
+    fn update(self: &Arc<Self>, c: &Change<Pod>) {
+        let pod = c.object().clone();
+        let Some(uid) = pod.metadata.uid.clone() else { return };
+        let mut workers = self.workers.lock().unwrap();
+        match c {
+            Change::Deleted(_) => {
+                if let Some(h) = workers.get(&uid) {
+                    h.pod.send_replace(None);
+                }
+            }
+            _ => match workers.get(&uid) {
+                Some(h) => {
+                    h.pod.send_replace(Some(pod));
+                }
+                None => {
+                    let (tx, rx) = watch::channel(Some(pod));
+                    let kick = Arc::new(Notify::new());
+                    workers.insert(uid.clone(), Handle { pod: tx, kick: kick.clone() });
+                    tokio::spawn(run_worker(self.clone(), uid, rx, kick));
+                }
+            },
+        }
+    }
+
+    fn kick(&self, uid: &str) {
+        if let Some(h) = self.workers.lock().unwrap().get(uid) {
+            h.kick.notify_one();
+        }
+    }
+
+    fn known(&self, uid: &str) -> bool {
+        self.workers.lock().unwrap().contains_key(uid)
+    }
+}
+
+async fn run_worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>, kick: Arc<Notify>) {
+    let mut w = Worker::new(m.k.clone(), uid.clone());
+    let results = w.results.clone();
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        let Some(pod) = pod else { break };
+        let wait = w.sync(&pod).await;
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { break },
+            _ = kick.notified() => {}
+            _ = results.changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    // The pod is gone from the API: everything the runtime has of it goes too.
+    crate::runtime::remove_pod(&m.k, &uid).await;
+    crate::volumes::teardown(&m.k, &uid);
+    crate::cgroups::remove_pod(&m.k, &uid);
+    remove_logs(&m.k, &uid);
+    m.workers.lock().unwrap().remove(&uid);
+    tracing::info!(pod_uid = %uid, "pod removed from the node");
+}
+
+/// The pod's log directory (`<podLogsDir>/<namespace>_<name>_<uid>`) goes with its containers.
+fn remove_logs(k: &Kubelet, uid: &str) {
+    let suffix = format!("_{uid}");
+    for e in std::fs::read_dir(&k.config.pod_logs_dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with(&suffix) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+pub async fn run(k: Arc<Kubelet>) {
+    let m = Arc::new(Manager { k: k.clone(), workers: Mutex::new(HashMap::new()) });
+    let api: Api<Pod> = Api::all(k.client.clone());
+    let informer =
+        Informer::start(api, watcher::Config::default().fields(&format!("spec.nodeName={}", k.config.node_name)));
+    let mm = m.clone();
+    informer.add_handler(move |c| mm.update(c));
+    informer.wait_synced().await;
+    tracing::info!(node = %k.config.node_name, "pod informer synced");
+    let mut last: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+    loop {
+        match crate::runtime::relist(&k).await {
+            Ok(now) => {
+                for (uid, state) in &now {
+                    if last.get(uid) != Some(state) {
+                        m.kick(uid);
+                    }
+                    if !m.known(uid) {
+                        // Orphaned: a pod deleted while the kubelet was away.
+                        let k = k.clone();
+                        let uid = uid.clone();
+                        tracing::info!(pod_uid = %uid, "removing sandboxes of a pod that no longer exists");
+                        tokio::spawn(async move {
+                            crate::runtime::remove_pod(&k, &uid).await;
+                            crate::volumes::teardown(&k, &uid);
+                            crate::cgroups::remove_pod(&k, &uid);
+                            remove_logs(&k, &uid);
+                        });
+                    }
+                }
+                last = now;
+            }
+            Err(e) => tracing::warn!(error = %e.message(), "relisting the runtime"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
