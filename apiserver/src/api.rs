@@ -409,6 +409,7 @@ impl Api {
     /// Defaulting, validation and the namespace check every create goes through.
     async fn prepare_new(&self, rr: &ResourceRequest<'_>, mut obj: Value) -> Result<Value, ApiError> {
         objects::prepare_create(rr.res, &mut obj, rr.namespace.as_deref())?;
+        self.check_types(rr.res, &obj)?;
         crate::strategy::prepare_create(rr.res, &mut obj);
         objects::validate_meta(rr.res, &obj)?;
         crate::strategy::validate(rr.res, &obj, None)?;
@@ -528,6 +529,7 @@ impl Api {
         q: &Query,
     ) -> Result<Value, ApiError> {
         objects::prepare_update(rr.res, &mut new, old, rr.sub.as_deref())?;
+        self.check_types(rr.res, &new)?;
         crate::strategy::prepare_update(rr.res, &mut new, old, rr.sub.as_deref());
         if rr.res.group.is_empty() && rr.res.kind == "Service" {
             crate::services::check_update(old, &mut new)?;
@@ -858,6 +860,19 @@ impl Api {
             .header(header::TRANSFER_ENCODING, "chunked")
             .body(BodyExt::boxed(body))
             .expect("response builds"))
+    }
+
+    /// Rejects an object with a value of the wrong type (400, Go's decoding message), as upstream's
+    /// typed decoding does before anything is stored.
+    fn check_types(&self, res: &Resource, obj: &Value) -> Result<(), ApiError> {
+        match self.openapi.type_error(res.group, res.version, res.kind, obj) {
+            None => Ok(()),
+            Some(msg) => Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {msg}",
+                kind = res.kind,
+                version = res.version
+            ))),
+        }
     }
 
     pub fn ready(&self) -> bool {

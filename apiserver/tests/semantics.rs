@@ -133,6 +133,38 @@ fn deletes_leave_the_garbage_collector_its_finalizers() {
     assert_eq!(get_json(&s, &["deploy", "foreground"])["metadata"]["finalizers"], json!(["orphan"]));
 }
 
+/// A value of the wrong type is a 400 with Go's decoding message, on create and on patch, and nothing
+/// is stored: a stored bool where a string belongs would break every client's decoding of the list
+/// and of every watch that carries it.
+#[test]
+fn wrongly_typed_values_are_rejected_before_storage() {
+    let (_d, s) = embedded();
+    let f = s.file(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: typed}\nspec:\n  containers:\n  - {name: c, image: busybox, command: [true]}\n",
+    );
+    let err = s.fails(&["apply", "-f", &f]);
+    assert!(
+        err.contains(r#"Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal bool into Go struct field Container.spec.containers.command of type string"#),
+        "{err}"
+    );
+    assert!(s.fails(&["get", "pod", "typed"]).contains("NotFound"), "nothing stored");
+    // Numbers are quantities too, and int-or-string ports take either.
+    let f = s.file(
+        "ok.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: typed}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources: {limits: {cpu: 1, memory: 64Mi}}\n    readinessProbe: {httpGet: {port: 8080}}\n    livenessProbe: {httpGet: {port: http}}\n",
+    );
+    s.ok(&["apply", "-f", &f]);
+    let err = s.fails(&["patch", "pod", "typed", "--type=merge", "-p", r#"{"spec":{"activeDeadlineSeconds":"soon"}}"#]);
+    assert!(
+        err.contains(
+            "json: cannot unmarshal string into Go struct field PodSpec.spec.activeDeadlineSeconds of type int64"
+        ),
+        "{err}"
+    );
+    assert_eq!(s.ok(&["get", "pod", "typed", "-o", "jsonpath={.spec.activeDeadlineSeconds}"]), "");
+}
+
 #[test]
 fn duplicate_fields_are_strict_errors_or_warnings() {
     let (_d, s) = embedded();

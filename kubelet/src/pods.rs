@@ -36,7 +36,14 @@ impl Manager {
             }
             _ => match workers.get(&uid) {
                 Some(h) => {
-                    h.pod.send_replace(Some(pod));
+                    // The worker wakes for changes others made, not for the status it wrote itself
+                    // (as upstream's config source ignores status-only updates); the latest copy is
+                    // kept either way.
+                    h.pod.send_if_modified(|cur| {
+                        let wake = cur.as_ref().is_none_or(|old| differs(old, &pod));
+                        *cur = Some(pod);
+                        wake
+                    });
                 }
                 None => {
                     let (tx, rx) = watch::channel(Some(pod));
@@ -57,6 +64,17 @@ impl Manager {
     fn known(&self, uid: &str) -> bool {
         self.workers.lock().unwrap().contains_key(uid)
     }
+}
+
+/// Whether `new` differs from `old` in more than its status written by this kubelet.
+fn differs(old: &Pod, new: &Pod) -> bool {
+    let (a, b) = (&old.metadata, &new.metadata);
+    old.spec != new.spec
+        || a.deletion_timestamp != b.deletion_timestamp
+        || a.deletion_grace_period_seconds != b.deletion_grace_period_seconds
+        || a.labels != b.labels
+        || a.annotations != b.annotations
+        || old.status.as_ref().and_then(|s| s.phase.as_ref()) != new.status.as_ref().and_then(|s| s.phase.as_ref())
 }
 
 async fn run_worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>, kick: Arc<Notify>) {
@@ -100,7 +118,13 @@ pub async fn run(k: Arc<Kubelet>) {
     let mm = m.clone();
     informer.add_handler(move |c| mm.update(c));
     informer.wait_synced().await;
-    tracing::info!(node = %k.config.node_name, "pod informer synced");
+    // The first list may have been delivered before the handler was added: every cached pod gets
+    // its worker (a pod seen twice is only updated).
+    for p in informer.list() {
+        m.update(&Change::Added(p));
+    }
+    tracing::info!(node = %k.config.node_name, pods = informer.list().len(), "pod informer synced");
+    let removing: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
     let mut last: HashMap<String, Vec<(String, i32)>> = HashMap::new();
     loop {
         match crate::runtime::relist(&k).await {
@@ -109,16 +133,18 @@ pub async fn run(k: Arc<Kubelet>) {
                     if last.get(uid) != Some(state) {
                         m.kick(uid);
                     }
-                    if !m.known(uid) {
+                    if !m.known(uid) && removing.lock().unwrap().insert(uid.clone()) {
                         // Orphaned: a pod deleted while the kubelet was away.
                         let k = k.clone();
                         let uid = uid.clone();
+                        let removing = removing.clone();
                         tracing::info!(pod_uid = %uid, "removing sandboxes of a pod that no longer exists");
                         tokio::spawn(async move {
                             crate::runtime::remove_pod(&k, &uid).await;
                             crate::volumes::teardown(&k, &uid);
                             crate::cgroups::remove_pod(&k, &uid);
                             remove_logs(&k, &uid);
+                            removing.lock().unwrap().remove(&uid);
                         });
                     }
                 }

@@ -34,6 +34,9 @@ pub struct Worker {
     last_status: Option<serde_json::Value>,
     start_time: Option<Time>,
     deleted_in_api: bool,
+    mount_error: Option<String>,
+    /// The exit (finish time) of each container whose back-off was already announced.
+    backoff_announced: HashMap<String, i64>,
 }
 
 fn now_nanos() -> i64 {
@@ -91,6 +94,8 @@ impl Worker {
             last_status: None,
             start_time: None,
             deleted_in_api: false,
+            mount_error: None,
+            backoff_announced: HashMap::new(),
         }
     }
 
@@ -145,8 +150,12 @@ impl Worker {
 
         if let Err(e) = crate::volumes::setup(&self.k, pod).await {
             let msg = format!("MountVolume.SetUp failed: {e}");
-            tracing::warn!(pod = %pod_ref(pod), error = %e, "volume setup failed");
-            self.k.events.warning(pod.as_ref(), "FailedMount", msg).await;
+            // Said once per distinct failure; retried every 2s.
+            if self.mount_error.as_deref() != Some(msg.as_str()) {
+                tracing::warn!(pod = %pod_ref(pod), error = %e, "volume setup failed");
+                self.k.events.warning(pod.as_ref(), "FailedMount", msg.clone()).await;
+                self.mount_error = Some(msg);
+            }
             *next = Duration::from_secs(2);
             return Some(observed);
         }
@@ -417,14 +426,10 @@ impl Worker {
                 );
                 let left = Duration::from_nanos((until - now) as u64);
                 *next = (*next).min(left + Duration::from_millis(50));
-                self.k
-                    .events
-                    .warning(
-                        pod,
-                        "BackOff",
-                        format!("Back-off restarting failed container {} in pod {}", spec.name, pod_ref(pod)),
-                    )
-                    .await;
+                if self.backoff_announced.insert(spec.name.clone(), ctr.finished_at) != Some(ctr.finished_at) {
+                    let note = format!("Back-off restarting failed container {} in pod {}", spec.name, pod_ref(pod));
+                    self.k.events.warning(pod, "BackOff", note).await;
+                }
                 return false;
             }
             self.crash_backoff.insert(spec.name.clone(), (delay * 2).min(MAX_BACKOFF));
@@ -884,7 +889,15 @@ impl Worker {
     /// Builds the pod's status and patches it when it changed.
     async fn post_status(&mut self, pod: &Pod, o: &Observed, terminating: bool) {
         let status = self.build_status(pod, o, terminating);
-        let value = serde_json::to_value(&status).unwrap_or_default();
+        let mut value = serde_json::to_value(&status).unwrap_or_default();
+        // Conditions merge by type: a reason or message that no longer applies is removed explicitly.
+        for c in value["conditions"].as_array_mut().into_iter().flatten() {
+            for f in ["reason", "message"] {
+                if c.get(f).is_none() {
+                    c[f] = serde_json::Value::Null;
+                }
+            }
+        }
         if self.last_status.as_ref() == Some(&value) {
             return;
         }

@@ -572,6 +572,14 @@ impl Spec {
 
     /// Fields of `obj` that the kind's schema does not declare, as JSON paths (`.spec.foo`), for
     /// `fieldValidation`. Kinds without a schema report nothing.
+    /// A value of the wrong JSON type anywhere in `obj` (a bool where a string belongs), as Go's
+    /// decoder reports it; such an object could not be decoded by any client, so it is never stored.
+    pub fn type_error(&self, group: &str, version: &str, kind: &str, obj: &Value) -> Option<String> {
+        let (path, def) = self.kinds.get(&(group.to_string(), version.to_string(), kind.to_string()))?;
+        let schemas = self.docs.get(path).and_then(|d| d.pointer("/components/schemas"))?;
+        type_error(schemas, &json!({"$ref": format!("#/components/schemas/{def}")}), obj, "", kind, 0)
+    }
+
     pub fn unknown_fields(&self, group: &str, version: &str, kind: &str, obj: &Value) -> Vec<String> {
         let Some((path, def)) = self.kinds.get(&(group.to_string(), version.to_string(), kind.to_string())) else {
             return Vec::new();
@@ -583,6 +591,94 @@ impl Spec {
         walk(schemas, &json!({"$ref": format!("#/components/schemas/{def}")}), obj, String::new(), &mut out, 0);
         out
     }
+}
+
+/// The first value whose JSON type the schema does not allow, worded as Go's decoder words it
+/// (`json: cannot unmarshal bool into Go struct field Container.spec.containers.command of type
+/// string`), which upstream returns as a 400 before anything is stored.
+fn type_error(schemas: &Value, schema: &Value, value: &Value, at: &str, owner: &str, depth: usize) -> Option<String> {
+    if depth > 64 || value.is_null() {
+        return None;
+    }
+    let s = resolve(schemas, schema);
+    let name_of = |schema: &Value| -> Option<String> {
+        schema.get("$ref").and_then(Value::as_str).map(|r| r.rsplit('.').next().unwrap_or(r).to_string())
+    };
+    let types: Vec<&str> = match s.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let found = match value {
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Null => return None,
+    };
+    let int_or_string = s.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true)
+        || s.get("format").and_then(Value::as_str) == Some("int-or-string");
+    // Quantities decode from numbers as well as strings.
+    let quantity = schema.get("$ref").and_then(Value::as_str).is_some_and(|r| r.ends_with("resource.Quantity"));
+    let ok = types.is_empty()
+        || types.iter().any(|t| match *t {
+            "string" => found == "string" || (found == "number" && quantity),
+            "integer" => value.as_i64().is_some() || value.as_u64().is_some(),
+            "number" => found == "number",
+            "boolean" => found == "bool",
+            "array" => found == "array",
+            "object" => found == "object",
+            "null" => false,
+            _ => true,
+        })
+        || (int_or_string && (found == "string" || value.as_i64().is_some()));
+    if !ok {
+        let go = match types.first().copied().unwrap_or("") {
+            "string" => "string".to_string(),
+            "integer" => s.get("format").and_then(Value::as_str).unwrap_or("int64").to_string(),
+            "number" => "float64".to_string(),
+            "boolean" => "bool".to_string(),
+            "array" => format!(
+                "[]{}",
+                s.get("items").and_then(&name_of).map(|n| format!("v1.{n}")).unwrap_or_else(|| "string".into())
+            ),
+            _ => name_of(schema).map(|n| format!("v1.{n}")).unwrap_or_else(|| "map[string]interface {}".into()),
+        };
+        let field = at.trim_start_matches('.');
+        return Some(format!("json: cannot unmarshal {found} into Go struct field {owner}.{field} of type {go}"));
+    }
+    match value {
+        Value::Object(fields) => {
+            let here = name_of(schema).unwrap_or_else(|| owner.to_string());
+            if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                for (k, v) in fields.iter().filter(|(k, _)| !k.starts_with('$')) {
+                    if let Some(p) = props.get(k) {
+                        if let Some(e) = type_error(schemas, p, v, &format!("{at}.{k}"), &here, depth + 1) {
+                            return Some(e);
+                        }
+                    }
+                }
+            } else if let Some(extra) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, v) in fields {
+                    if let Some(e) = type_error(schemas, extra, v, &format!("{at}.{k}"), &here, depth + 1) {
+                        return Some(e);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = s.get("items") {
+                for v in items {
+                    if let Some(e) = type_error(schemas, item, v, at, owner, depth + 1) {
+                        return Some(e);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    None
 }
 
 fn resolve<'a>(schemas: &'a Value, schema: &'a Value) -> &'a Value {

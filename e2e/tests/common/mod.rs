@@ -155,14 +155,29 @@ impl LocalCluster {
         secs: u64,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        self.wait(&format!("pod {ns}/{name}: {what}"), Duration::from_secs(secs), || {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last = String::new();
+        let desc = |last: &str| {
+            let ev =
+                self.kubectl(&["get", "events", "-n", ns, "--field-selector", &format!("involvedObject.name={name}")]);
+            format!("pod {ns}/{name}: {what}\nlast seen: {last}\nevents:\n{}", text(&ev))
+        };
+        loop {
             let o = self.kubectl(&["get", "pod", "-n", ns, name, "-o", "json"]);
-            if !o.status.success() {
-                return None;
+            if o.status.success() {
+                if let Ok(p) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+                    if pred(&p) {
+                        return p;
+                    }
+                    last = p["status"].to_string();
+                }
             }
-            let p: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-            pred(&p).then_some(p)
-        })
+            if Instant::now() > deadline {
+                let d = desc(&last);
+                return self.wait(&d, Duration::ZERO, || None);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     pub fn crictl(&self, args: &[&str]) -> String {
@@ -184,6 +199,11 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        if std::env::var_os("FERROKUBE_E2E_KEEP").is_some() {
+            eprintln!("kept: state {} in netns {}", self.state.path().display(), self.netns);
+            let _ = std::mem::replace(&mut self.state, tempfile::tempdir().unwrap()).keep();
+            return;
+        }
         let _ = self.down();
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
     }
