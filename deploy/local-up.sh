@@ -6,7 +6,8 @@
 #
 # Everything lives in $FERROKUBE_STATE_DIR (default /var/lib/ferrokube-local): pki/, the kubeconfigs
 # (admin.conf for you), data/ (the API server's store), containerd/ (its own root, config and socket,
-# so a system containerd is left alone), kubelet/, images/, logs/ and run/ (pid files).
+# so a system containerd is left alone), kubelet/, manifests/ (the kubelet's static pods), images/, logs/
+# and run/ (pid files).
 # Knobs: FERROKUBE_APISERVER_PORT (6443), FERROKUBE_NODE_NAME (hostname), FERROKUBE_PROFILE (release|debug),
 # FERROKUBE_CLUSTER_CIDR (10.244.0.0/16), FERROKUBE_CONTROLLER_MANAGER_PORT and FERROKUBE_SCHEDULER_PORT (0: not served),
 # FERROKUBE_BIN_DIR (use binaries built elsewhere instead of building), FERROKUBE_NODE_IP (detected),
@@ -110,7 +111,7 @@ else
     BIN="$TARGET/$PROFILE"
 fi
 
-mkdir -p "$STATE/pki" "$STATE/data" "$LOGS" "$RUN" "$STATE/containerd" "$STATE/cni/net.d" "$STATE/kubelet"
+mkdir -p "$STATE/pki" "$STATE/data" "$LOGS" "$RUN" "$STATE/containerd" "$STATE/cni/net.d" "$STATE/kubelet" "$STATE/manifests"
 stop_all keep-pods >/dev/null
 
 common=(--cert-dir "$STATE/pki" --kubeconfig-dir "$STATE" --apiserver-advertise-address 127.0.0.1
@@ -208,6 +209,7 @@ cgroupDriver: cgroupfs
 cgroupRoot: /ferrokube
 clusterDomain: cluster.local
 podLogsDir: $LOGS/pods
+staticPodPath: $STATE/manifests
 healthzPort: ${FERROKUBE_KUBELET_HEALTHZ_PORT:-10248}
 CONF
     start kubelet "$BIN/kubelet" \

@@ -410,6 +410,37 @@ spec:
     c.wait_pod(ns, "fine", "Running", 60, |p| p["status"]["phase"] == "Running");
 }
 
+/// A manifest in the static pod directory runs as a pod with a mirror pod in the API; a deleted
+/// mirror comes back, and removing the file stops the pod and deletes the mirror.
+fn static_pod(c: &LocalCluster, _ns: &str) {
+    let manifest = c.path("manifests/web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: static-web, namespace: static}\nspec:\n  containers:\n  - {name: c, image: busybox:1.36, command: [sleep, '600']}\n",
+    )
+    .unwrap();
+    let name = format!("static-web-{}", c.node);
+    let p = c.wait_pod("static", &name, "a Running mirror pod", 60, |p| p["status"]["phase"] == "Running");
+    let ann = &p["metadata"]["annotations"];
+    assert_eq!(ann["kubernetes.io/config.source"], "file");
+    assert_eq!(ann["kubernetes.io/config.mirror"], ann["kubernetes.io/config.hash"]);
+    assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let id = cstatus(&p)["containerID"].as_str().unwrap().to_string();
+    c.k(&["delete", "pod", "-n", "static", &name, "--wait=false"]);
+    let p = c.wait_pod("static", &name, "the mirror pod recreated", 60, |p| {
+        p["metadata"]["uid"].as_str() != Some(uid.as_str()) && p["status"]["phase"] == "Running"
+    });
+    assert_eq!(cstatus(&p)["containerID"], id.as_str(), "deleting the mirror does not restart the static pod");
+    std::fs::remove_file(&manifest).unwrap();
+    c.wait("the mirror pod to go", Duration::from_secs(60), || {
+        (!c.kubectl(&["get", "pod", "-n", "static", &name]).status.success()).then_some(())
+    });
+    c.wait("the static pod's container to stop", Duration::from_secs(60), || {
+        (!c.crictl(&["ps"]).contains(id.trim_start_matches("containerd://"))).then_some(())
+    });
+}
+
 /// Killing the kubelet leaves containers running; a new kubelet adopts them without restarting.
 fn kubelet_restart(c: &LocalCluster, ns: &str) {
     c.apply(&format!(
@@ -470,6 +501,7 @@ fn kubelet_runs_pods_in_containerd() {
         ("network", network),
         ("node", node),
         ("bad-input", bad_input),
+        ("static", static_pod),
     ];
     // FERROKUBE_E2E_ONLY=name,name runs only those scenarios (while working on one).
     let only = std::env::var("FERROKUBE_E2E_ONLY").unwrap_or_default();

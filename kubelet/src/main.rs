@@ -12,6 +12,7 @@ mod pods;
 mod probes;
 mod runtime;
 mod spec;
+mod static_pods;
 mod tokens;
 mod volumes;
 mod worker;

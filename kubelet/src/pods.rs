@@ -24,8 +24,12 @@ pub struct Manager {
 }
 
 impl Manager {
-    fn update(self: &Arc<Self>, c: &Change<Pod>) {
+    pub fn update(self: &Arc<Self>, c: &Change<Pod>) {
         let pod = c.object().clone();
+        // A mirror pod only reflects a static pod, whose worker runs from the manifest file.
+        if crate::static_pods::is_mirror(&pod) {
+            return;
+        }
         let Some(uid) = pod.metadata.uid.clone() else { return };
         let mut workers = self.workers.lock().unwrap();
         match c {
@@ -112,6 +116,9 @@ fn remove_logs(k: &Kubelet, uid: &str) {
 
 pub async fn run(k: Arc<Kubelet>) {
     let m = Arc::new(Manager { k: k.clone(), workers: Mutex::new(HashMap::new()) });
+    if let Some(dir) = k.config.static_pod_path.clone() {
+        tokio::spawn(crate::static_pods::run(k.clone(), m.clone(), dir));
+    }
     let api: Api<Pod> = Api::all(k.client.clone());
     let informer =
         Informer::start(api, watcher::Config::default().fields(&format!("spec.nodeName={}", k.config.node_name)));

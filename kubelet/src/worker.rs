@@ -902,7 +902,13 @@ impl Worker {
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or(""));
-        let patch = serde_json::json!({ "metadata": { "uid": pod.metadata.uid }, "status": value });
+        // The uid makes the patch fail rather than land on a newer pod of the same name; a static
+        // pod's status goes to its mirror pod, whose uid is the API's own.
+        let patch = if crate::static_pods::is_static(pod) {
+            serde_json::json!({ "status": value })
+        } else {
+            serde_json::json!({ "metadata": { "uid": pod.metadata.uid }, "status": value })
+        };
         let name = pod.metadata.name.as_deref().unwrap_or("");
         match api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
             Ok(_) => self.last_status = Some(value),
