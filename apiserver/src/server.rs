@@ -408,6 +408,14 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
                 _ => json_response(StatusCode::OK, &list_object(rr.res, items, list_meta), format),
             })
         }
+        (_, true, Some(sub @ ("log" | "exec" | "attach" | "portforward"))) if rr.res.plural == "pods" => {
+            // These are proxied to the kubelet's authenticated server (port 10250), which ferrokube's
+            // kubelet does not serve yet: say so instead of answering with the pod.
+            let _ = api.get(&rr, &q).await?;
+            Err(ApiError::service_unavailable(format!(
+                "pods/{sub} needs the kubelet's server on port 10250, which this kubelet does not serve yet"
+            )))
+        }
         (Method::GET, true, Some("scale")) => {
             let obj = api.get(&rr, &q).await?;
             Ok(json_response(StatusCode::OK, &crate::scale::to_scale(rr.res, &obj), format))

@@ -318,7 +318,7 @@ fn everyday_workflow(s: &Server) {
         ),
         (
             r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad2"},"spec":{"ports":[1]}}"#,
-            "spec.ports[0].port: Invalid value",
+            "cannot unmarshal number into Go struct field ServiceSpec.spec.ports of type v1.ServicePort",
         ),
         (r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad3"}}"#, "spec.ports: Required value"),
         (

@@ -168,7 +168,7 @@ fn wrongly_typed_values_are_rejected_before_storage() {
 #[test]
 fn duplicate_fields_are_strict_errors_or_warnings() {
     let (_d, s) = embedded();
-    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup","name":"dup"},"data":{"a":"1","bogus":{},"a":"2"}}"#;
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup","name":"dup"},"data":{"a":"1","b":"x","a":"2"}}"#;
     let f = s.file("dup.json", body);
     let err = s.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", "-f", &f]);
     assert!(

@@ -6,6 +6,7 @@
 //! Components talk to each other only through the API server; nothing here reaches a store.
 
 pub mod client;
+pub mod duration;
 pub mod events;
 pub mod informer;
 pub mod leaderelection;

@@ -57,6 +57,10 @@ fn local_up_runs_a_deployment_in_containerd_and_down_cleans_up() {
     let uid = p["metadata"]["uid"].as_str().unwrap();
     let log = std::fs::read_to_string(c.path(&format!("logs/pods/default_x_{uid}/x/0.log"))).unwrap();
     assert!(log.contains(" stdout F hi"), "the container's output is in its CRI log file: {log}");
+    // `kubectl logs` goes through the kubelet's port 10250, not served yet: a clear error, not the pod.
+    let o = c.kubectl(&["logs", "x"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("pods/log needs the kubelet's server on port 10250"), "{}", text(&o));
 
     // The milestone: a Deployment's pods run in containerd.
     c.k(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=2", "--", "sleep", "3600"]);
