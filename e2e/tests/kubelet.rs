@@ -172,6 +172,12 @@ metadata: {{name: sec, namespace: {ns}}}
 stringData: {{password: p1}}
 ---
 apiVersion: v1
+kind: Service
+metadata: {{name: my-db, namespace: {ns}}}
+spec:
+  ports: [{{name: pg, port: 5432}}]
+---
+apiVersion: v1
 kind: Pod
 metadata: {{name: env, namespace: {ns}, labels: {{app: demo}}}}
 spec:
@@ -180,7 +186,7 @@ spec:
   containers:
   - name: c
     image: busybox:1.36
-    command: [sh, -c, 'echo "env $KEY $PASS $CFG_other $POD_NAME $APP $(cat /work/init.txt)"; while true; do echo "file $(cat /etc/cfg/key)"; sleep 1; done']
+    command: [sh, -c, 'echo "env $KEY $PASS $CFG_other $POD_NAME $APP $(cat /work/init.txt)"; echo "svc $MY_DB_PORT_5432_TCP_PORT $MY_DB_SERVICE_PORT_PG $MY_DB_SERVICE_HOST $KUBERNETES_SERVICE_PORT $KUBERNETES_SERVICE_HOST"; while true; do echo "file $(cat /etc/cfg/key)"; sleep 1; done']
     env:
     - {{name: KEY, valueFrom: {{configMapKeyRef: {{name: cfg, key: key}}}}}}
     - {{name: PASS, valueFrom: {{secretKeyRef: {{name: sec, key: password}}}}}}
@@ -201,6 +207,13 @@ spec:
     assert_eq!(p["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
     c.wait("the environment in the log", Duration::from_secs(30), || {
         pod_log(c, ns, "env", "c", 0).contains("env v1 p1 o1 env demo from-init").then_some(())
+    });
+    // Service links, as upstream's docker-link variables: the namespace's Services and the API server's.
+    let db_ip = c.get(ns, "service/my-db")["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let api_ip = c.get("default", "service/kubernetes")["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let want = format!("svc 5432 5432 {db_ip} 443 {api_ip}");
+    c.wait("the service variables in the log", Duration::from_secs(30), || {
+        pod_log(c, ns, "env", "c", 0).contains(&want).then_some(())
     });
     c.wait("the configMap volume in the log", Duration::from_secs(30), || {
         pod_log(c, ns, "env", "c", 0).contains("file v1").then_some(())

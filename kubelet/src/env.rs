@@ -138,7 +138,62 @@ async fn secret(
     Ok(c)
 }
 
-/// The environment of `c`, in upstream's order (envFrom first, then env, later names winning).
+/// The Service variables docker links used to give (`<NAME>_SERVICE_HOST`, `<NAME>_PORT_6379_TCP_ADDR`, ...):
+/// for every Service with a cluster IP in the pod's namespace when `enableServiceLinks` (default true), and
+/// always for the `kubernetes` Service of the `default` namespace, as upstream's `getServiceEnvVarMap`.
+pub async fn service_env(k: &Kubelet, pod: &Pod) -> Result<Vec<(String, String)>, String> {
+    use k8s_openapi::api::core::v1::Service;
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let mut services: Vec<Service> = Vec::new();
+    if links {
+        services = Api::<Service>::namespaced(k.client.clone(), &ns)
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+    }
+    if ns != "default" || !links {
+        if let Some(master) = Api::<Service>::namespaced(k.client.clone(), "default")
+            .get_opt("kubernetes")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            services.retain(|s| s.metadata.name.as_deref() != Some("kubernetes"));
+            services.push(master);
+        }
+    }
+    let mut out = Vec::new();
+    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for svc in services {
+        let spec = svc.spec.unwrap_or_default();
+        let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else { continue };
+        let name = svc.metadata.name.unwrap_or_default().to_uppercase().replace('-', "_");
+        let ports = spec.ports.unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        out.push((format!("{name}_SERVICE_HOST"), ip.clone()));
+        out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        for p in &ports {
+            if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((format!("{name}_SERVICE_PORT_{}", pn.to_uppercase().replace('-', "_")), p.port.to_string()));
+            }
+        }
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
+        out.push((format!("{name}_PORT"), format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port)));
+        for p in &ports {
+            let pr = proto(p);
+            let prefix = format!("{name}_PORT_{}_{}", p.port, pr.to_uppercase());
+            out.push((prefix.clone(), format!("{}://{ip}:{}", pr.to_lowercase(), p.port)));
+            out.push((format!("{prefix}_PROTO"), pr.to_lowercase()));
+            out.push((format!("{prefix}_PORT"), p.port.to_string()));
+            out.push((format!("{prefix}_ADDR"), ip.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// The environment of `c`, in upstream's order (Service variables, then envFrom, then env, later names
+/// winning).
 pub async fn build(k: &Kubelet, pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut cms = HashMap::new();
@@ -151,6 +206,9 @@ pub async fn build(k: &Kubelet, pod: &Pod, c: &Container) -> Result<Vec<(String,
         }
         vars.insert(key, value);
     };
+    for (key, value) in service_env(k, pod).await? {
+        set(&mut order, &mut vars, key, value);
+    }
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
