@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const PODS: usize = 100;
+const SERIAL: usize = 10;
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
@@ -32,14 +33,21 @@ fn enter_netns(netns: &str) {
 }
 
 async fn cri_floor(endpoint: &str) -> Vec<Duration> {
+    cri_starts(endpoint, PODS, true, "burst").await
+}
+
+/// `n` sandbox+container starts through CRI, all at once (`concurrent`) or one after another.
+async fn cri_starts(endpoint: &str, n: usize, concurrent: bool, tag: &str) -> Vec<Duration> {
     use cri::v1 as c;
     let rt = cri::Runtime::connect(endpoint, endpoint, Duration::from_secs(120)).unwrap();
     let mut tasks = Vec::new();
-    for i in 0..PODS {
+    let mut serial = Vec::new();
+    for i in 0..n {
         let mut svc = rt.runtime.clone();
-        tasks.push(tokio::spawn(async move {
+        let tag = tag.to_string();
+        let task = tokio::spawn(async move {
             let start = Instant::now();
-            let uid = format!("bench-cri-{i}");
+            let uid = format!("bench-cri-{tag}-{i}");
             let mut labels = HashMap::new();
             labels.insert("bench".to_string(), "cri".to_string());
             let cfg = c::PodSandboxConfig {
@@ -82,12 +90,19 @@ async fn cri_floor(endpoint: &str) -> Vec<Duration> {
                 .container_id;
             svc.start_container(c::StartContainerRequest { container_id: id }).await.unwrap();
             (start.elapsed(), sid)
-        }));
+        });
+        if concurrent {
+            tasks.push(task);
+        } else {
+            serial.push(task.await.unwrap());
+        }
     }
     let mut out = Vec::new();
     let mut sandboxes = Vec::new();
     for t in tasks {
-        let (d, sid) = t.await.unwrap();
+        serial.push(t.await.unwrap());
+    }
+    for (d, sid) in serial {
         out.push(d);
         sandboxes.push(sid);
     }
@@ -100,6 +115,11 @@ async fn cri_floor(endpoint: &str) -> Vec<Duration> {
 }
 
 async fn api_startup(kubeconfig: &str) -> Vec<Duration> {
+    api_starts(kubeconfig, PODS, true, "burst").await
+}
+
+/// `n` pods through the API, all created at once (`concurrent`) or each after the previous one runs.
+async fn api_starts(kubeconfig: &str, n: usize, concurrent: bool, tag: &str) -> Vec<Duration> {
     let cfg = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
         &kube::config::KubeConfigOptions::default(),
@@ -110,8 +130,9 @@ async fn api_startup(kubeconfig: &str) -> Vec<Duration> {
     let api: Api<Pod> = Api::namespaced(client, "default");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let w = api.clone();
+    let tag2 = tag.to_string();
     tokio::spawn(async move {
-        let mut s = watcher::watcher(w, watcher::Config::default().labels("bench=api")).boxed();
+        let mut s = watcher::watcher(w, watcher::Config::default().labels(&format!("bench={tag2}"))).boxed();
         while let Some(Ok(ev)) = s.next().await {
             if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = ev {
                 if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
@@ -123,35 +144,48 @@ async fn api_startup(kubeconfig: &str) -> Vec<Duration> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut created: HashMap<String, Instant> = HashMap::new();
     let mut posts = Vec::new();
-    for i in 0..PODS {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..n {
         let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("bench-{i}"), "labels": {"bench": "api"}},
+            "metadata": {"name": format!("bench-{tag}-{i}"), "labels": {"bench": tag}},
             "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "600"]}],
                      "terminationGracePeriodSeconds": 0}
         }))
         .unwrap();
         let api = api.clone();
-        posts.push(tokio::spawn(async move {
+        let name = format!("bench-{tag}-{i}");
+        let post = tokio::spawn(async move {
             let t = Instant::now();
             api.create(&PostParams::default(), &pod).await.unwrap();
-            (format!("bench-{i}"), t)
-        }));
+            (name, t)
+        });
+        if concurrent {
+            posts.push(post);
+            continue;
+        }
+        let (name, t) = post.await.unwrap();
+        created.insert(name.clone(), t);
+        while !seen.contains(&name) {
+            let (got, at) = tokio::time::timeout(Duration::from_secs(120), rx.recv()).await.unwrap().unwrap();
+            if seen.insert(got.clone()) {
+                out.push(at - created[&got]);
+            }
+        }
     }
     for p in posts {
         let (name, t) = p.await.unwrap();
         created.insert(name, t);
     }
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while seen.len() < PODS && Instant::now() < deadline {
+    while seen.len() < n && Instant::now() < deadline {
         if let Ok(Some((name, at))) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
             if seen.insert(name.clone()) {
                 out.push(at - created[&name]);
             }
         }
     }
-    assert_eq!(out.len(), PODS, "every pod reached Running within 5 minutes");
+    assert_eq!(out.len(), n, "every pod reached Running within 5 minutes");
     out
 }
 
@@ -163,8 +197,30 @@ fn main() {
     enter_netns(&c.netns);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let endpoint = format!("unix://{}", c.path("run/containerd.sock").display());
+    let kubeconfig = c.path("admin.conf").to_str().unwrap().to_string();
+    // One at a time first: the latency a single pod sees on an idle node.
+    let mut floor1 = rt.block_on(cri_starts(&endpoint, SERIAL, false, "serial"));
+    let mut api1 = rt.block_on(api_starts(&kubeconfig, SERIAL, false, "serial"));
     let mut floor = rt.block_on(cri_floor(&endpoint));
-    let mut api = rt.block_on(api_startup(c.path("admin.conf").to_str().unwrap()));
+    let mut api = rt.block_on(api_startup(&kubeconfig));
+    let (s50, s99) = (percentile(&mut floor1, 0.50), percentile(&mut floor1, 0.99));
+    let (t50, t99) = (percentile(&mut api1, 0.50), percentile(&mut api1, 0.99));
+    println!("pod startup, {SERIAL} pods one after another on an idle node (create -> Running)");
+    println!(
+        "  through the API and kubelet: p50 {:>8.1} ms   p99 {:>8.1} ms",
+        t50.as_secs_f64() * 1e3,
+        t99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  containerd directly (CRI):   p50 {:>8.1} ms   p99 {:>8.1} ms",
+        s50.as_secs_f64() * 1e3,
+        s99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio API/CRI:               p50 {:>8.2}      p99 {:>8.2}",
+        t50.as_secs_f64() / s50.as_secs_f64(),
+        t99.as_secs_f64() / s99.as_secs_f64()
+    );
     let (f50, f99) = (percentile(&mut floor, 0.50), percentile(&mut floor, 0.99));
     let (a50, a99) = (percentile(&mut api, 0.50), percentile(&mut api, 0.99));
     println!("pod startup, {PODS} pods created at once on one node (create -> Running)");
