@@ -186,9 +186,7 @@ pub fn spawn(k: Arc<Kubelet>, t: Target, kind: Kind, p: Probe, results: Arc<Resu
                             Kind::Readiness => "Readiness",
                             Kind::Startup => "Startup",
                         };
-                        k.events
-                            .warning(pod.as_ref(), "Unhealthy", format!("{what} probe failed: {}", msg.trim()))
-                            .await;
+                        k.events.emit(pod.as_ref(), true, "Unhealthy", format!("{what} probe failed: {}", msg.trim()));
                         if failures >= failure_threshold {
                             results.set(&container_id, kind, false);
                         }

@@ -153,7 +153,7 @@ impl Worker {
             // Said once per distinct failure; retried every 2s.
             if self.mount_error.as_deref() != Some(msg.as_str()) {
                 tracing::warn!(pod = %pod_ref(pod), error = %e, "volume setup failed");
-                self.k.events.warning(pod.as_ref(), "FailedMount", msg.clone()).await;
+                self.k.events.emit(pod.as_ref(), true, "FailedMount", msg.clone());
                 self.mount_error = Some(msg);
             }
             *next = Duration::from_secs(2);
@@ -168,21 +168,21 @@ impl Worker {
             // Everything of the old sandbox goes; init containers run again in the new one.
             let old_attempt = observed.current().map(|s| s.attempt + 1).unwrap_or(0);
             if observed.current().is_some() {
-                self.k
-                    .events
-                    .normal(
-                        pod.as_ref(),
-                        "SandboxChanged",
-                        "Pod sandbox changed, it will be killed and re-created.".into(),
-                    )
-                    .await;
+                self.k.events.emit(
+                    pod.as_ref(),
+                    false,
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.".into(),
+                );
             }
             self.stop_everything(pod, &observed, 0).await;
             if let Err(e) = self.create_sandbox(pod, old_attempt).await {
-                self.k
-                    .events
-                    .warning(pod.as_ref(), "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {e}"))
-                    .await;
+                self.k.events.emit(
+                    pod.as_ref(),
+                    true,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {e}"),
+                );
                 *next = Duration::from_secs(5);
                 return Some(observed);
             }
@@ -322,7 +322,7 @@ impl Worker {
     }
 
     async fn kill(&mut self, pod: &Pod, spec: &Container, ctr: &Ctr, why: &str) {
-        self.k.events.normal(pod, "Killing", why.to_string()).await;
+        self.k.events.emit(pod, false, "Killing", why.to_string());
         let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
         let remaining = self.run_pre_stop(pod, spec, ctr, grace).await;
         if let Err(e) = runtime::stop_container(&self.k, &ctr.id, remaining).await {
@@ -337,7 +337,7 @@ impl Worker {
         let started = Instant::now();
         let budget = Duration::from_secs(grace.max(0) as u64);
         if let Err(msg) = tokio::time::timeout(budget, self.run_handler(pod, ctr, &h, grace)).await.unwrap_or(Ok(())) {
-            self.k.events.warning(pod, "FailedPreStopHook", format!("PreStopHook failed: {msg}")).await;
+            self.k.events.emit(pod, true, "FailedPreStopHook", format!("PreStopHook failed: {msg}"));
         }
         (grace - started.elapsed().as_secs() as i64).max(2)
     }
@@ -428,7 +428,7 @@ impl Worker {
                 *next = (*next).min(left + Duration::from_millis(50));
                 if self.backoff_announced.insert(spec.name.clone(), ctr.finished_at) != Some(ctr.finished_at) {
                     let note = format!("Back-off restarting failed container {} in pod {}", spec.name, pod_ref(pod));
-                    self.k.events.warning(pod, "BackOff", note).await;
+                    self.k.events.emit(pod, true, "BackOff", note);
                 }
                 return false;
             }
@@ -507,26 +507,28 @@ impl Worker {
             .map(|i| i.id);
         if policy != "Always" {
             if let Some(id) = present {
-                self.k
-                    .events
-                    .normal(pod, "Pulled", format!("Container image \"{image}\" already present on machine"))
-                    .await;
+                self.k.events.emit(
+                    pod,
+                    false,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                );
                 return Ok(id);
             }
             if policy == "Never" {
                 let msg = format!("Container image \"{image}\" is not present with pull policy of Never");
-                self.k.events.warning(pod, "ErrImageNeverPull", msg.clone()).await;
+                self.k.events.emit(pod, true, "ErrImageNeverPull", msg.clone());
                 return Err(("ErrImageNeverPull".into(), msg));
             }
         }
         if let Some((delay, at)) = self.pull_backoff.get(&image) {
             if at.elapsed() < *delay {
                 let msg = format!("Back-off pulling image \"{image}\"");
-                self.k.events.normal(pod, "BackOff", msg.clone()).await;
+                self.k.events.emit(pod, false, "BackOff", msg.clone());
                 return Err(("ImagePullBackOff".into(), msg));
             }
         }
-        self.k.events.normal(pod, "Pulling", format!("Pulling image \"{image}\"")).await;
+        self.k.events.emit(pod, false, "Pulling", format!("Pulling image \"{image}\""));
         let started = Instant::now();
         let r = img
             .pull_image(c::PullImageRequest {
@@ -542,14 +544,12 @@ impl Worker {
         match r {
             Ok(r) => {
                 self.pull_backoff.remove(&image);
-                self.k
-                    .events
-                    .normal(
-                        pod,
-                        "Pulled",
-                        format!("Successfully pulled image \"{image}\" in {:.3}s", started.elapsed().as_secs_f64()),
-                    )
-                    .await;
+                self.k.events.emit(
+                    pod,
+                    false,
+                    "Pulled",
+                    format!("Successfully pulled image \"{image}\" in {:.3}s", started.elapsed().as_secs_f64()),
+                );
                 Ok(r.into_inner().image_ref)
             }
             Err(e) => {
@@ -561,8 +561,8 @@ impl Worker {
                     e.code(),
                     e.message()
                 );
-                self.k.events.warning(pod, "Failed", msg.clone()).await;
-                self.k.events.warning(pod, "Failed", "Error: ErrImagePull".into()).await;
+                self.k.events.emit(pod, true, "Failed", msg.clone());
+                self.k.events.emit(pod, true, "Failed", "Error: ErrImagePull".into());
                 Err(("ErrImagePull".into(), msg))
             }
         }
@@ -592,7 +592,7 @@ impl Worker {
                 true
             }
             Err((reason, msg)) => {
-                self.k.events.warning(pod, "Failed", format!("Error: {msg}")).await;
+                self.k.events.emit(pod, true, "Failed", format!("Error: {msg}"));
                 self.waiting.insert(spec_c.name.clone(), (reason, msg));
                 *next = (*next).min(Duration::from_secs(5));
                 false
@@ -740,11 +740,11 @@ impl Worker {
             .map_err(|e| ("CreateContainerError".to_string(), e.message().to_string()))?
             .into_inner()
             .container_id;
-        self.k.events.normal(pod, "Created", format!("Created container: {}", spec_c.name)).await;
+        self.k.events.emit(pod, false, "Created", format!("Created container: {}", spec_c.name));
         rt.start_container(c::StartContainerRequest { container_id: id.clone() })
             .await
             .map_err(|e| ("RunContainerError".to_string(), e.message().to_string()))?;
-        self.k.events.normal(pod, "Started", format!("Started container {}", spec_c.name)).await;
+        self.k.events.emit(pod, false, "Started", format!("Started container {}", spec_c.name));
         if let Some(h) = spec_c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
             let ctr = Ctr {
                 id: id.clone(),
@@ -766,7 +766,7 @@ impl Worker {
                 st.pod_ip = sandbox.ip.clone();
             }
             if let Err(msg) = self.run_handler(&p2, &ctr, &h, 30).await {
-                self.k.events.warning(pod, "FailedPostStartHook", format!("PostStartHook failed: {msg}")).await;
+                self.k.events.emit(pod, true, "FailedPostStartHook", format!("PostStartHook failed: {msg}"));
                 let _ = runtime::stop_container(&self.k, &id, 2).await;
             }
         }
@@ -826,7 +826,7 @@ impl Worker {
                 .cloned();
             let remaining = match &cs {
                 Some(cs) if grace > 0 => {
-                    self.k.events.normal(pod, "Killing", format!("Stopping container {}", cs.name)).await;
+                    self.k.events.emit(pod, false, "Killing", format!("Stopping container {}", cs.name));
                     self.run_pre_stop(pod, cs, &ctr, grace).await
                 }
                 _ => grace,
