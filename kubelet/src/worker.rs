@@ -130,13 +130,25 @@ impl Worker {
                 pod.status.as_ref().and_then(|s| s.start_time.clone()).or_else(|| Some(component_base::time_now()));
         }
         let mut next = Duration::from_secs(10);
-        let observed = match self.sync_runtime(pod, observed, &mut next).await {
-            Some(o) => o,
-            None => match runtime::observe(&self.k, &self.uid).await {
-                Ok(o) => o,
-                Err(_) => return Duration::from_secs(2),
-            },
-        };
+        // A pass that changed something (a new sandbox, started containers) is followed at once by
+        // another on the fresh state, so that containers start right after their sandbox rather than
+        // at the next relist.
+        let mut observed = observed;
+        for pass in 0..3 {
+            match self.sync_runtime(pod, observed, &mut next).await {
+                Some(o) => {
+                    observed = o;
+                    break;
+                }
+                None => match runtime::observe(&self.k, &self.uid).await {
+                    Ok(o) => observed = o,
+                    Err(_) => return Duration::from_secs(2),
+                },
+            }
+            if pass == 2 {
+                next = next.min(Duration::from_secs(1));
+            }
+        }
         self.update_probers(pod, &observed);
         self.post_status(pod, &observed, false).await;
         next
