@@ -94,8 +94,15 @@ where
         inf
     }
 
+    /// Adds a handler; as client-go's `AddEventHandler`, it is first told of every object already
+    /// cached (as additions), so a handler added after the first list misses nothing. An object that
+    /// changes meanwhile may be reported twice.
     pub fn add_handler(&self, h: impl Fn(&Change<K>) + Send + Sync + 'static) {
-        self.handlers.lock().unwrap().push(Arc::new(h));
+        let h: Handler<K> = Arc::new(h);
+        self.handlers.lock().unwrap().push(h.clone());
+        for o in self.list() {
+            h(&Change::Added(o));
+        }
     }
 
     fn notify(&self, c: Change<K>) {

@@ -96,12 +96,17 @@ async fn run_worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option
         }
     }
     // The pod is gone from the API: everything the runtime has of it goes too.
-    crate::runtime::remove_pod(&m.k, &uid).await;
-    crate::volumes::teardown(&m.k, &uid);
-    crate::cgroups::remove_pod(&m.k, &uid);
-    remove_logs(&m.k, &uid);
+    remove_everything(&m.k, &uid).await;
     m.workers.lock().unwrap().remove(&uid);
     tracing::info!(pod_uid = %uid, "pod removed from the node");
+}
+
+/// Removes what the node has of pod `uid`: sandboxes and containers, volumes, cgroups and logs.
+async fn remove_everything(k: &Kubelet, uid: &str) {
+    crate::runtime::remove_pod(k, uid).await;
+    crate::volumes::teardown(k, uid);
+    crate::cgroups::remove_pod(k, uid);
+    remove_logs(k, uid);
 }
 
 /// The pod's log directory (`<podLogsDir>/<namespace>_<name>_<uid>`) goes with its containers.
@@ -125,11 +130,6 @@ pub async fn run(k: Arc<Kubelet>) {
     let mm = m.clone();
     informer.add_handler(move |c| mm.update(c));
     informer.wait_synced().await;
-    // The first list may have been delivered before the handler was added: every cached pod gets
-    // its worker (a pod seen twice is only updated).
-    for p in informer.list() {
-        m.update(&Change::Added(p));
-    }
     tracing::info!(node = %k.config.node_name, pods = informer.list().len(), "pod informer synced");
     let removing: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
     let mut last: HashMap<String, Vec<(String, i32)>> = HashMap::new();
@@ -147,10 +147,7 @@ pub async fn run(k: Arc<Kubelet>) {
                         let removing = removing.clone();
                         tracing::info!(pod_uid = %uid, "removing sandboxes of a pod that no longer exists");
                         tokio::spawn(async move {
-                            crate::runtime::remove_pod(&k, &uid).await;
-                            crate::volumes::teardown(&k, &uid);
-                            crate::cgroups::remove_pod(&k, &uid);
-                            remove_logs(&k, &uid);
+                            remove_everything(&k, &uid).await;
                             removing.lock().unwrap().remove(&uid);
                         });
                     }
