@@ -10,6 +10,7 @@
 
 pub mod duplicates;
 pub mod fields;
+pub mod images;
 pub mod labels;
 pub mod managedfields;
 pub mod quantity;

@@ -45,14 +45,11 @@ fn default_handler(h: &mut Value) {
 }
 
 fn default_container(c: &mut Value, host_network: bool) {
-    let latest = c.get("image").and_then(Value::as_str).is_some_and(|i| {
-        let tail = i.rsplit('/').next().unwrap_or(i);
-        !tail.contains(':') && !i.contains('@') || tail.ends_with(":latest")
-    });
+    let pull = c.get("image").and_then(Value::as_str).map(apimachinery::images::default_pull_policy);
     for (k, v) in [
         ("terminationMessagePath", json!("/dev/termination-log")),
         ("terminationMessagePolicy", json!("File")),
-        ("imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" })),
+        ("imagePullPolicy", json!(pull.unwrap_or("IfNotPresent"))),
         ("resources", json!({})),
     ] {
         set_default(c, &format!("/{k}"), v);

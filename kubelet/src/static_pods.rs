@@ -60,9 +60,7 @@ pub fn from_manifest(text: &str, file: &str, node: &str) -> Result<Pod, String> 
         c.termination_message_policy.get_or_insert_with(|| "File".into());
         if c.image_pull_policy.is_none() {
             let image = c.image.clone().unwrap_or_default();
-            let latest = !image.contains('@') && !image.rsplit('/').next().unwrap_or("").contains(':')
-                || image.ends_with(":latest");
-            c.image_pull_policy = Some(if latest { "Always" } else { "IfNotPresent" }.into());
+            c.image_pull_policy = Some(apimachinery::images::default_pull_policy(&image).into());
         }
     }
     spec.restart_policy.get_or_insert_with(|| "Always".into());

@@ -87,38 +87,11 @@ pub async fn setup(k: &Kubelet, pod: &Pod) -> Result<BTreeMap<String, PathBuf>, 
                 }
             }
         } else if let Some(cm) = &v.config_map {
-            let name = cm.name.clone();
-            let api: Api<ConfigMap> = Api::namespaced(k.client.clone(), &ns);
-            let files = match api.get_opt(&name).await? {
-                Some(obj) => {
-                    let mut data: BTreeMap<String, Vec<u8>> =
-                        obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                    for (key, b) in obj.binary_data.unwrap_or_default() {
-                        data.insert(key, b.0);
-                    }
-                    project(
-                        &data,
-                        cm.items.as_deref(),
-                        cm.default_mode,
-                        "configmap references non-existent config key",
-                    )?
-                }
-                None if cm.optional == Some(true) => BTreeMap::new(),
-                None => return Err(VolumeError::Missing(format!("configmap \"{name}\" not found"))),
-            };
+            let files = config_map_files(k, &ns, &cm.name, cm.items.as_deref(), cm.optional, cm.default_mode).await?;
             write_atomic(&dir, &files)?;
         } else if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
-            let api: Api<Secret> = Api::namespaced(k.client.clone(), &ns);
-            let files = match api.get_opt(&name).await? {
-                Some(obj) => {
-                    let data: BTreeMap<String, Vec<u8>> =
-                        obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                    project(&data, s.items.as_deref(), s.default_mode, "secret references non-existent secret key")?
-                }
-                None if s.optional == Some(true) => BTreeMap::new(),
-                None => return Err(VolumeError::Missing(format!("secret \"{name}\" not found"))),
-            };
+            let files = secret_files(k, &ns, &name, s.items.as_deref(), s.optional, s.default_mode).await?;
             write_atomic(&dir, &files)?;
         } else if let Some(d) = &v.downward_api {
             let files = downward_files(pod, d.items.as_deref().unwrap_or(&[]), d.default_mode)?;
@@ -127,41 +100,12 @@ pub async fn setup(k: &Kubelet, pod: &Pod) -> Result<BTreeMap<String, PathBuf>, 
             let mut files = BTreeMap::new();
             for src in p.sources.clone().unwrap_or_default() {
                 if let Some(cm) = src.config_map {
-                    let api: Api<ConfigMap> = Api::namespaced(k.client.clone(), &ns);
-                    match api.get_opt(&cm.name).await? {
-                        Some(obj) => {
-                            let mut data: BTreeMap<String, Vec<u8>> =
-                                obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                            for (key, b) in obj.binary_data.unwrap_or_default() {
-                                data.insert(key, b.0);
-                            }
-                            files.extend(project(
-                                &data,
-                                cm.items.as_deref(),
-                                p.default_mode,
-                                "configmap references non-existent config key",
-                            )?);
-                        }
-                        None if cm.optional == Some(true) => {}
-                        None => return Err(VolumeError::Missing(format!("configmap \"{}\" not found", cm.name))),
-                    }
+                    files.extend(
+                        config_map_files(k, &ns, &cm.name, cm.items.as_deref(), cm.optional, p.default_mode).await?,
+                    );
                 }
                 if let Some(s) = src.secret {
-                    let api: Api<Secret> = Api::namespaced(k.client.clone(), &ns);
-                    match api.get_opt(&s.name).await? {
-                        Some(obj) => {
-                            let data: BTreeMap<String, Vec<u8>> =
-                                obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                            files.extend(project(
-                                &data,
-                                s.items.as_deref(),
-                                p.default_mode,
-                                "secret references non-existent secret key",
-                            )?);
-                        }
-                        None if s.optional == Some(true) => {}
-                        None => return Err(VolumeError::Missing(format!("secret \"{}\" not found", s.name))),
-                    }
+                    files.extend(secret_files(k, &ns, &s.name, s.items.as_deref(), s.optional, p.default_mode).await?);
                 }
                 if let Some(d) = src.downward_api {
                     files.extend(downward_files(pod, d.items.as_deref().unwrap_or(&[]), p.default_mode)?);
@@ -204,6 +148,51 @@ pub async fn setup(k: &Kubelet, pod: &Pod) -> Result<BTreeMap<String, PathBuf>, 
         paths.insert(v.name.clone(), dir);
     }
     Ok(paths)
+}
+
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// The files of ConfigMap `name` (its `data` and `binaryData`); none when it is missing and optional.
+async fn config_map_files(
+    k: &Kubelet,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: Option<i32>,
+) -> Result<Files, VolumeError> {
+    match Api::<ConfigMap>::namespaced(k.client.clone(), ns).get_opt(name).await? {
+        Some(obj) => {
+            let mut data: BTreeMap<String, Vec<u8>> =
+                obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            for (key, b) in obj.binary_data.unwrap_or_default() {
+                data.insert(key, b.0);
+            }
+            project(&data, items, mode, "configmap references non-existent config key")
+        }
+        None if optional == Some(true) => Ok(Files::new()),
+        None => Err(VolumeError::Missing(format!("configmap \"{name}\" not found"))),
+    }
+}
+
+/// The files of Secret `name`; none when it is missing and optional.
+async fn secret_files(
+    k: &Kubelet,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: Option<i32>,
+) -> Result<Files, VolumeError> {
+    match Api::<Secret>::namespaced(k.client.clone(), ns).get_opt(name).await? {
+        Some(obj) => {
+            let data: BTreeMap<String, Vec<u8>> =
+                obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            project(&data, items, mode, "secret references non-existent secret key")
+        }
+        None if optional == Some(true) => Ok(Files::new()),
+        None => Err(VolumeError::Missing(format!("secret \"{name}\" not found"))),
+    }
 }
 
 /// The files of a configMap/secret volume: every key, or only `items` (a missing key is an error

@@ -20,6 +20,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Where a pod's containers go: its current sandbox, that sandbox's configuration, and what the
+/// runtime has of the pod.
+#[derive(Clone, Copy)]
+struct Placement<'a> {
+    sandbox: &'a runtime::Sandbox,
+    config: &'a c::PodSandboxConfig,
+    observed: &'a Observed,
+}
+
 pub struct Worker {
     k: Arc<Kubelet>,
     uid: String,
@@ -35,6 +44,8 @@ pub struct Worker {
     start_time: Option<Time>,
     deleted_in_api: bool,
     mount_error: Option<String>,
+    /// Where each volume is on the host, from the last setup of this sync.
+    volume_paths: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// The exit (finish time) of each container whose back-off was already announced.
     backoff_announced: HashMap<String, i64>,
 }
@@ -95,6 +106,7 @@ impl Worker {
             start_time: None,
             deleted_in_api: false,
             mount_error: None,
+            volume_paths: Default::default(),
             backoff_announced: HashMap::new(),
         }
     }
@@ -160,16 +172,19 @@ impl Worker {
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
 
-        if let Err(e) = crate::volumes::setup(&self.k, pod).await {
-            let msg = format!("MountVolume.SetUp failed: {e}");
-            // Said once per distinct failure; retried every 2s.
-            if self.mount_error.as_deref() != Some(msg.as_str()) {
-                tracing::warn!(pod = %pod_ref(pod), error = %e, "volume setup failed");
-                self.k.events.emit(pod.as_ref(), true, "FailedMount", msg.clone());
-                self.mount_error = Some(msg);
+        match crate::volumes::setup(&self.k, pod).await {
+            Ok(paths) => self.volume_paths = paths,
+            Err(e) => {
+                let msg = format!("MountVolume.SetUp failed: {e}");
+                // Said once per distinct failure; retried every 2s.
+                if self.mount_error.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!(pod = %pod_ref(pod), error = %e, "volume setup failed");
+                    self.k.events.emit(pod.as_ref(), true, "FailedMount", msg.clone());
+                    self.mount_error = Some(msg);
+                }
+                *next = Duration::from_secs(2);
+                return Some(observed);
             }
-            *next = Duration::from_secs(2);
-            return Some(observed);
         }
 
         let need_sandbox = observed.current().is_none_or(|s| !s.ready);
@@ -203,6 +218,7 @@ impl Worker {
         let sandbox = observed.current().cloned().expect("a ready sandbox");
         self.write_hosts(pod, sandbox.ip.as_deref());
         let sandbox_config = spec::sandbox_config(&self.k, pod, sandbox.attempt);
+        let at = Placement { sandbox: &sandbox, config: &sandbox_config, observed: &observed };
         let mut changed = false;
 
         // Init containers, in order; restartable (sidecar) ones keep running.
@@ -211,7 +227,7 @@ impl Worker {
             let sidecar = ic.restart_policy.as_deref() == Some("Always");
             match observed.latest(&sandbox.id, &ic.name) {
                 None => {
-                    changed |= self.start(pod, ic, &sandbox, &sandbox_config, &observed, next).await;
+                    changed |= self.start(pod, ic, &at, next).await;
                     if !sidecar {
                         init_done = false;
                         break;
@@ -235,8 +251,7 @@ impl Worker {
                         init_done = false;
                         break;
                     }
-                    changed |=
-                        self.restart_after_backoff(pod, ic, ctr, &sandbox, &sandbox_config, &observed, next).await;
+                    changed |= self.restart_after_backoff(pod, ic, ctr, &at, next).await;
                     init_done = false;
                     if !sidecar {
                         break;
@@ -263,7 +278,7 @@ impl Worker {
                                 continue;
                             }
                         }
-                        changed |= self.start(pod, ctr_spec, &sandbox, &sandbox_config, &observed, next).await;
+                        changed |= self.start(pod, ctr_spec, &at, next).await;
                     }
                     Some(ctr) if ctr.running() => {
                         if ctr.annotations.get(spec::HASH_ANNOTATION).map(String::as_str)
@@ -283,9 +298,7 @@ impl Worker {
                     }
                     Some(ctr) if ctr.exited() => {
                         if should_restart(&policy, ctr) {
-                            changed |= self
-                                .restart_after_backoff(pod, ctr_spec, ctr, &sandbox, &sandbox_config, &observed, next)
-                                .await;
+                            changed |= self.restart_after_backoff(pod, ctr_spec, ctr, &at, next).await;
                         }
                     }
                     Some(ctr) => {
@@ -348,18 +361,26 @@ impl Worker {
         let Some(h) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else { return grace };
         let started = Instant::now();
         let budget = Duration::from_secs(grace.max(0) as u64);
-        if let Err(msg) = tokio::time::timeout(budget, self.run_handler(pod, ctr, &h, grace)).await.unwrap_or(Ok(())) {
+        if let Err(msg) =
+            tokio::time::timeout(budget, self.run_handler(pod, &ctr.id, &h, grace)).await.unwrap_or(Ok(()))
+        {
             self.k.events.emit(pod, true, "FailedPreStopHook", format!("PreStopHook failed: {msg}"));
         }
         (grace - started.elapsed().as_secs() as i64).max(2)
     }
 
-    async fn run_handler(&self, pod: &Pod, ctr: &Ctr, h: &LifecycleHandler, timeout: i64) -> Result<(), String> {
+    async fn run_handler(
+        &self,
+        pod: &Pod,
+        container_id: &str,
+        h: &LifecycleHandler,
+        timeout: i64,
+    ) -> Result<(), String> {
         if let Some(e) = &h.exec {
             let mut rt = self.k.cri.runtime.clone();
             let r = rt
                 .exec_sync(c::ExecSyncRequest {
-                    container_id: ctr.id.clone(),
+                    container_id: container_id.to_string(),
                     cmd: e.command.clone().unwrap_or_default(),
                     timeout,
                 })
@@ -405,15 +426,12 @@ impl Worker {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn restart_after_backoff(
         &mut self,
         pod: &Pod,
         spec: &Container,
         ctr: &Ctr,
-        sandbox: &runtime::Sandbox,
-        sandbox_config: &c::PodSandboxConfig,
-        observed: &Observed,
+        at: &Placement<'_>,
         next: &mut Duration,
     ) -> bool {
         // As upstream: a container that ran long enough starts over with the initial delay.
@@ -448,7 +466,7 @@ impl Worker {
         } else {
             self.crash_backoff.insert(spec.name.clone(), INITIAL_BACKOFF);
         }
-        self.start(pod, spec, sandbox, sandbox_config, observed, next).await
+        self.start(pod, spec, at, next).await
     }
 
     async fn create_sandbox(&mut self, pod: &Pod, attempt: u32) -> Result<String, String> {
@@ -502,11 +520,8 @@ impl Worker {
         sandbox_config: &c::PodSandboxConfig,
     ) -> Result<String, (String, String)> {
         let image = spec.image.clone().unwrap_or_default();
-        let tagged = image.contains('@') || image.rsplit('/').next().is_some_and(|l| l.contains(':'));
-        let policy = spec
-            .image_pull_policy
-            .clone()
-            .unwrap_or_else(|| if tagged && !image.ends_with(":latest") { "IfNotPresent" } else { "Always" }.into());
+        let policy =
+            spec.image_pull_policy.clone().unwrap_or_else(|| apimachinery::images::default_pull_policy(&image).into());
         let mut img = self.k.cri.image.clone();
         let present = img
             .image_status(c::ImageStatusRequest {
@@ -581,16 +596,8 @@ impl Worker {
     }
 
     /// Creates and starts one container; false when it could not (the reason is kept for status).
-    async fn start(
-        &mut self,
-        pod: &Pod,
-        spec_c: &Container,
-        sandbox: &runtime::Sandbox,
-        sandbox_config: &c::PodSandboxConfig,
-        observed: &Observed,
-        next: &mut Duration,
-    ) -> bool {
-        let image_ref = match self.ensure_image(pod, spec_c, sandbox_config).await {
+    async fn start(&mut self, pod: &Pod, spec_c: &Container, at: &Placement<'_>, next: &mut Duration) -> bool {
+        let image_ref = match self.ensure_image(pod, spec_c, at.config).await {
             Ok(r) => r,
             Err((reason, msg)) => {
                 self.waiting.insert(spec_c.name.clone(), (reason, msg));
@@ -598,7 +605,7 @@ impl Worker {
                 return false;
             }
         };
-        match self.create_and_start(pod, spec_c, sandbox, sandbox_config, observed, &image_ref).await {
+        match self.create_and_start(pod, spec_c, at, &image_ref).await {
             Ok(()) => {
                 self.waiting.remove(&spec_c.name);
                 true
@@ -616,11 +623,10 @@ impl Worker {
         &mut self,
         pod: &Pod,
         spec_c: &Container,
-        sandbox: &runtime::Sandbox,
-        sandbox_config: &c::PodSandboxConfig,
-        observed: &Observed,
+        at: &Placement<'_>,
         image_ref: &str,
     ) -> Result<(), (String, String)> {
+        let Placement { sandbox, config: sandbox_config, observed } = *at;
         let config_err = |m: String| ("CreateContainerConfigError".to_string(), m);
         let mut pod_with_ip = pod.clone();
         if let (Some(ip), Some(st)) = (sandbox.ip.clone(), pod_with_ip.status.as_mut()) {
@@ -631,7 +637,7 @@ impl Worker {
         let env = crate::env::build(&self.k, &pod_with_ip, spec_c).await.map_err(config_err)?;
         let vars: HashMap<String, String> = env.iter().cloned().collect();
         let attempt = observed.latest_any(&spec_c.name).map(|c| c.attempt + 1).unwrap_or(0);
-        let vols = crate::volumes::setup(&self.k, pod).await.map_err(|e| config_err(e.to_string()))?;
+        let vols = self.volume_paths.clone();
 
         let mut mounts = Vec::new();
         for m in spec_c.volume_mounts.iter().flatten() {
@@ -758,26 +764,7 @@ impl Worker {
             .map_err(|e| ("RunContainerError".to_string(), e.message().to_string()))?;
         self.k.events.emit(pod, false, "Started", format!("Started container {}", spec_c.name));
         if let Some(h) = spec_c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
-            let ctr = Ctr {
-                id: id.clone(),
-                sandbox_id: sandbox.id.clone(),
-                name: spec_c.name.clone(),
-                attempt,
-                state: c::ContainerState::ContainerRunning,
-                created_at: 0,
-                started_at: 0,
-                finished_at: 0,
-                exit_code: 0,
-                reason: String::new(),
-                image_ref: String::new(),
-                annotations: HashMap::new(),
-                log_path: String::new(),
-            };
-            let mut p2 = pod_with_ip.clone();
-            if let Some(st) = p2.status.as_mut() {
-                st.pod_ip = sandbox.ip.clone();
-            }
-            if let Err(msg) = self.run_handler(&p2, &ctr, &h, 30).await {
+            if let Err(msg) = self.run_handler(&pod_with_ip, &id, &h, 30).await {
                 self.k.events.emit(pod, true, "FailedPostStartHook", format!("PostStartHook failed: {msg}"));
                 let _ = runtime::stop_container(&self.k, &id, 2).await;
             }
