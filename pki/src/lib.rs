@@ -13,7 +13,7 @@
 
 pub mod cert;
 mod config;
-mod der;
+pub mod der;
 mod expiration;
 mod files;
 pub mod keys;
