@@ -241,6 +241,11 @@ impl ApiError {
         }
     }
 
+    /// 401: the credentials were not accepted. The message says nothing more, as upstream.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized".into())
+    }
+
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message.into())
     }

@@ -30,6 +30,24 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), Vec<String>> {
 }
 
 /// RFC 1123 label (namespaces, services).
+/// Upstream's `IsValidPathSegmentName`, the rule for RBAC object names (`system:node` is valid).
+pub fn path_segment_name(s: &str) -> Result<(), Vec<String>> {
+    let mut errs = Vec::new();
+    if s == "." || s == ".." {
+        errs.push(format!("may not be '{s}'"));
+    }
+    for bad in ["/", "%"] {
+        if s.contains(bad) {
+            errs.push(format!("may not contain '{bad}'"));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
 pub fn dns1123_label(s: &str) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
     if s.len() > 63 {

@@ -46,6 +46,10 @@ pub struct Api {
     pub openapi_v2: std::sync::OnceLock<Vec<u8>>,
     /// Service ClusterIP and NodePort ranges (None: no allocation, for tests of the generic machinery).
     pub services: Option<crate::services::ServiceNetwork>,
+    /// Authentication and authorization (the default: anonymous requests, everything allowed).
+    pub auth: Arc<crate::auth::Auth>,
+    /// The NodeRestriction admission plugin is on.
+    pub node_restriction: bool,
 }
 
 #[derive(Default)]
@@ -206,6 +210,8 @@ impl Api {
             advertise,
             min_request_timeout: Duration::from_secs(1800),
             request_timeout: Duration::from_secs(60),
+            auth: Arc::new(crate::auth::Auth::default()),
+            node_restriction: false,
         }
     }
 
@@ -380,6 +386,9 @@ impl Api {
 
     pub async fn create(&self, rr: &ResourceRequest<'_>, obj: Value, q: &Query) -> Result<Value, ApiError> {
         let mut obj = self.prepare_new(rr, obj).await?;
+        let info =
+            crate::admission::ResourceInfo { res: rr.res, namespace: rr.namespace.as_deref(), sub: rr.sub.as_deref() };
+        crate::admission::validate(self, info, &obj, None).await?;
         self.track_fields(rr, None, &mut obj, q);
         if q.get("dryRun") == Some("All") {
             return Ok(obj);
@@ -536,6 +545,9 @@ impl Api {
         }
         objects::validate_meta(rr.res, &new)?;
         crate::strategy::validate(rr.res, &new, Some(old))?;
+        let info =
+            crate::admission::ResourceInfo { res: rr.res, namespace: rr.namespace.as_deref(), sub: rr.sub.as_deref() };
+        crate::admission::validate(self, info, &new, Some(old)).await?;
         objects::drop_empty_metadata(&mut new);
         self.track_fields(rr, Some(old), &mut new, q);
         self.write(rr, name, new, rev, q.get("dryRun") == Some("All")).await

@@ -82,49 +82,81 @@ pub struct Flags {
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub logging_format: String,
 
-    // Accepted so that upstream configurations start; their features come with the security issue.
-    #[arg(long, hide = true)]
+    /// If set, any request presenting a client certificate signed by one of the authorities in the
+    /// client-ca-file is authenticated with an identity corresponding to the CommonName of the client certificate
+    #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// Identifier of the service account token issuer (the first one issues, all are accepted)
+    #[arg(long)]
     pub service_account_issuer: Vec<String>,
-    #[arg(long, hide = true)]
+    /// File containing PEM-encoded x509 RSA or ECDSA private or public keys, used to verify ServiceAccount tokens
+    #[arg(long)]
     pub service_account_key_file: Vec<PathBuf>,
-    #[arg(long, hide = true)]
+    /// Path to the file that contains the current private key of the service account token issuer
+    #[arg(long)]
     pub service_account_signing_key_file: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// The maximum validity duration of a token created by the service account token issuer
+    #[arg(long)]
+    pub service_account_max_token_expiration: Option<String>,
+    /// Identifiers of the API. The service account token authenticator will validate that tokens used
+    /// against the API are bound to at least one of these audiences
+    #[arg(long)]
     pub api_audiences: Option<String>,
-    #[arg(long, hide = true)]
+    /// admission plugins that should be enabled in addition to default enabled ones
+    #[arg(long)]
     pub enable_admission_plugins: Option<String>,
-    #[arg(long, hide = true)]
+    /// admission plugins that should be disabled although they are in the default enabled plugins list
+    #[arg(long)]
     pub disable_admission_plugins: Option<String>,
-    #[arg(long, hide = true)]
+    /// File with admission control configuration
+    #[arg(long)]
     pub admission_control_config_file: Option<PathBuf>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    /// If true, allow privileged containers
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub allow_privileged: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    /// Enables anonymous requests to the secure port of the API server (default true)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub anonymous_auth: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    /// Enable to allow secrets of type 'bootstrap.kubernetes.io/token' in the 'kube-system' namespace
+    /// to be used for TLS bootstrapping authentication
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub enable_bootstrap_token_auth: Option<String>,
-    #[arg(long, hide = true)]
+    /// If set, the file that will be used to secure the secure port of the API server via token authentication
+    #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// Root certificate bundle to use to verify client certificates on incoming requests before
+    /// trusting usernames in headers specified by --requestheader-username-headers
+    #[arg(long)]
     pub requestheader_client_ca_file: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// List of client certificate common names to allow to provide usernames in headers
+    #[arg(long)]
     pub requestheader_allowed_names: Option<String>,
-    #[arg(long, hide = true)]
+    /// List of request headers to inspect for usernames. X-Remote-User is common
+    #[arg(long)]
     pub requestheader_username_headers: Option<String>,
-    #[arg(long, hide = true)]
+    /// List of request headers to inspect for UIDs. X-Remote-Uid is suggested
+    #[arg(long)]
+    pub requestheader_uid_headers: Option<String>,
+    /// List of request headers to inspect for groups. X-Remote-Group is suggested
+    #[arg(long)]
     pub requestheader_group_headers: Option<String>,
-    #[arg(long, hide = true)]
+    /// List of request header prefixes to inspect. X-Remote-Extra- is suggested
+    #[arg(long)]
     pub requestheader_extra_headers_prefix: Option<String>,
-    #[arg(long, hide = true)]
+    /// Client certificate used to prove the identity of the aggregator or kube-apiserver when it must call out during a request
+    #[arg(long)]
     pub proxy_client_cert_file: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// Private key for the client certificate used by the aggregator
+    #[arg(long)]
     pub proxy_client_key_file: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// Path to a client cert file for TLS to kubelets
+    #[arg(long)]
     pub kubelet_client_certificate: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// Path to a client key file for TLS to kubelets
+    #[arg(long)]
     pub kubelet_client_key: Option<PathBuf>,
+
+    // Accepted so that upstream configurations start; their features are not built yet.
     #[arg(long, hide = true)]
     pub kubelet_preferred_address_types: Option<String>,
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
@@ -151,17 +183,7 @@ impl Flags {
             )*};
         }
         check!(
-            client_ca_file => "--client-ca-file",
-            service_account_signing_key_file => "--service-account-signing-key-file",
-            api_audiences => "--api-audiences",
-            enable_admission_plugins => "--enable-admission-plugins",
-            disable_admission_plugins => "--disable-admission-plugins",
             admission_control_config_file => "--admission-control-config-file",
-            allow_privileged => "--allow-privileged",
-            anonymous_auth => "--anonymous-auth",
-            enable_bootstrap_token_auth => "--enable-bootstrap-token-auth",
-            token_auth_file => "--token-auth-file",
-            requestheader_client_ca_file => "--requestheader-client-ca-file",
             proxy_client_cert_file => "--proxy-client-cert-file",
             kubelet_client_certificate => "--kubelet-client-certificate",
             enable_aggregator_routing => "--enable-aggregator-routing",
@@ -169,15 +191,6 @@ impl Flags {
             feature_gates => "--feature-gates",
             audit_log_path => "--audit-log-path",
         );
-        if !self.service_account_issuer.is_empty() {
-            names.push("--service-account-issuer");
-        }
-        if !self.service_account_key_file.is_empty() {
-            names.push("--service-account-key-file");
-        }
-        if self.authorization_mode != "AlwaysAllow" {
-            names.push("--authorization-mode (only AlwaysAllow is served so far)");
-        }
         if !names.is_empty() {
             tracing::warn!("accepted but not acted on yet: {}", names.join(", "));
         }

@@ -1,13 +1,17 @@
 //! `kube-apiserver`: the Kubernetes REST and watch API over an external etcd (`--etcd-servers`) or the
 //! embedded store (`--data-dir`).
 
+mod admission;
 mod api;
+mod auth;
 mod defaults;
 mod discovery;
 mod flags;
 mod metrics;
 mod objects;
+mod policy;
 mod registry;
+mod reviews;
 mod scale;
 mod server;
 mod services;
@@ -55,7 +59,11 @@ async fn bootstrap(api: &Api, port: u16) -> Result<(), apimachinery::ApiError> {
             Err(e) => return Err(e),
         }
     }
-    services::ensure_kubernetes_service(api, port).await
+    services::ensure_kubernetes_service(api, port).await?;
+    if api.auth.modes.contains(&auth::Mode::Rbac) {
+        policy::reconcile(api).await?;
+    }
+    Ok(())
 }
 
 async fn run(flags: Flags) -> Result<(), String> {
@@ -74,7 +82,8 @@ async fn run(flags: Flags) -> Result<(), String> {
     let _ = strategy::EVENT_TTL.set(event_ttl);
     let compaction = pki::parse_go_duration(&flags.etcd_compaction_interval)
         .map_err(|e| format!("--etcd-compaction-interval: {e}"))?;
-    let tls = tls::server_config(&flags).map_err(|e| format!("serving certificate: {e}"))?;
+    let auth = Arc::new(auth::Auth::from_flags(&flags)?);
+    let tls = tls::server_config(&flags, &auth).map_err(|e| format!("serving certificate: {e}"))?;
 
     let listener = TcpListener::bind((flags.bind_address, flags.secure_port))
         .await
@@ -101,10 +110,16 @@ async fn run(flags: Flags) -> Result<(), String> {
     api.request_timeout =
         pki::parse_go_duration(&flags.request_timeout).map_err(|e| format!("--request-timeout: {e}"))?;
     api.limits = server::Limits::new(flags.max_requests_inflight, flags.max_mutating_requests_inflight);
+    api.auth = auth;
+    let plugins = |v: &Option<String>| -> Vec<String> {
+        v.as_deref().unwrap_or("").split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    };
+    api.node_restriction = plugins(&flags.enable_admission_plugins).iter().any(|p| p == "NodeRestriction")
+        && !plugins(&flags.disable_admission_plugins).iter().any(|p| p == "NodeRestriction");
     let api = Arc::new(api);
     // Every resource's watch cache starts now, before any client lists: a watch from a list's
     // resourceVersion then always finds the cache at or past it.
-    for res in &api.registry.resources {
+    for res in api.registry.resources.iter().filter(|r| !r.create_only()) {
         api.cache(res);
     }
     {
@@ -152,8 +167,16 @@ async fn run(flags: Flags) -> Result<(), String> {
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |req| {
+            let peer_certs = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| auth::PeerCerts(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())));
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let api = api.clone();
+                if let Some(p) = &peer_certs {
+                    req.extensions_mut().insert(p.clone());
+                }
                 async move { Ok::<_, std::convert::Infallible>(server::handle(api, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -14,6 +14,10 @@ pub struct Metrics {
     pub durations: HistogramVec,
     pub storage_objects: IntGaugeVec,
     pub etcd: HistogramVec,
+    /// `authentication_attempts{result}`: success, failure (credentials rejected), error.
+    pub authn_attempts: IntCounterVec,
+    /// `apiserver_authorization_decisions_total{type, name, decision}`.
+    pub authz_decisions: IntCounterVec,
 }
 
 const REQUEST_BUCKETS: &[f64] = &[
@@ -56,15 +60,28 @@ impl Metrics {
             &["operation", "type"],
         )
         .expect("metric");
+        let authn_attempts =
+            IntCounterVec::new(Opts::new("authentication_attempts", "Counter of authenticated attempts."), &["result"])
+                .expect("metric");
+        let authz_decisions = IntCounterVec::new(
+            Opts::new(
+                "apiserver_authorization_decisions_total",
+                "Total number of terminal decisions made by an authorizer split by authorizer type, name, and decision.",
+            ),
+            &["type", "name", "decision"],
+        )
+        .expect("metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(authn_attempts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(authz_decisions.clone()),
+            Box::new(requests.clone()),
             Box::new(durations.clone()),
             Box::new(storage_objects.clone()),
             Box::new(etcd.clone()),
         ] {
             registry.register(c).expect("register metric");
         }
-        Metrics { registry, requests, durations, storage_objects, etcd }
+        Metrics { registry, requests, durations, storage_objects, etcd, authn_attempts, authz_decisions }
     }
 
     pub fn render(&self) -> String {

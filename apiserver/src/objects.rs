@@ -102,6 +102,7 @@ pub fn validate_meta(res: &Resource, obj: &Value) -> Result<(), ApiError> {
     } else {
         let check = match res.plural {
             "namespaces" | "services" => validation::dns1123_label(n),
+            _ if res.group == "rbac.authorization.k8s.io" => validation::path_segment_name(n),
             _ => validation::dns1123_subdomain(n),
         };
         if let Err(msgs) = check {

@@ -36,7 +36,15 @@ impl Resource {
         apiserver_storage::keys::resource_path(self.storage.0, self.storage.1)
     }
 
+    /// Reviews: created and answered at once, never stored, no other verb.
+    pub fn create_only(&self) -> bool {
+        matches!(self.group, "authentication.k8s.io" | "authorization.k8s.io")
+    }
+
     pub fn verbs(&self) -> &'static [&'static str] {
+        if self.create_only() {
+            return &["create"];
+        }
         &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
 }
@@ -155,6 +163,45 @@ pub fn builtin() -> Vec<Resource> {
             true,
             &[],
             st
+        ),
+        // authentication.k8s.io/v1 and authorization.k8s.io/v1: create-only reviews, never stored.
+        r!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", [], false),
+        r!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", [], false),
+        r!(
+            "authorization.k8s.io",
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            "subjectaccessreview",
+            [],
+            false
+        ),
+        r!(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            [],
+            false
+        ),
+        r!(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            [],
+            false
+        ),
+        r!(
+            "authorization.k8s.io",
+            "v1",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+            [],
+            true
         ),
         // rbac.authorization.k8s.io/v1
         r!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", [], true),

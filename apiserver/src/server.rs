@@ -4,7 +4,11 @@ use crate::api::{
     self, decode_body, error_response, json_response, list_object, negotiate, text_response, Api, Body, Format, Query,
     ResourceRequest,
 };
+use crate::auth::{forbidden, Decision, PeerCerts};
+use crate::reviews::REQUEST_USER;
 use apimachinery::ApiError;
+use apiserver_auth::attributes::Attributes;
+use apiserver_auth::UserInfo;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -246,8 +250,38 @@ fn request_info(api: &Api, method: &Method, path: &str, q: &Query) -> Option<Req
     })
 }
 
+/// Authentication, impersonation and authorization: the identity the request runs as, or the
+/// 401/403 to answer with.
+async fn secure(api: &Api, req: &Request<Incoming>) -> Result<UserInfo, ApiError> {
+    let peer = req.extensions().get::<PeerCerts>();
+    let user = api.auth.authenticate(api, req.headers(), peer).await?;
+    let user = if req.headers().keys().any(|k| k.as_str().starts_with("impersonate-")) {
+        api.auth.impersonate(api, user, req.headers()).await?
+    } else {
+        user
+    };
+    let q = Query::parse(req.uri().query());
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let field_name = q.get("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).filter(|n| !n.contains(','));
+    let attrs = Attributes::from_request(user.clone(), req.method().as_str(), req.uri().path(), watch, field_name);
+    match api.auth.authorize(api, &attrs).await {
+        Decision::Allow(_) => Ok(user),
+        Decision::Deny(reason) => {
+            tracing::debug!(user = %user.username, verb = %attrs.verb, path = %attrs.path, "forbidden");
+            Err(forbidden(&attrs, &reason))
+        }
+    }
+}
+
 /// Serves one request.
 pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
+    match secure(&api, &req).await {
+        Ok(user) => REQUEST_USER.scope(user, handle_authorized(api, req)).await,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn handle_authorized(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let q = Query::parse(req.uri().query());
@@ -334,6 +368,22 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
             return Ok(health(api, h, Some(&check.join("/")), &q).await)
         }
         ["version"] => return Ok(json_response(StatusCode::OK, &version_info(), Format::Json)),
+        [".well-known", "openid-configuration"] => {
+            return Ok(match crate::reviews::openid_configuration(api) {
+                Some(doc) => json_response(StatusCode::OK, &doc, Format::Json),
+                None => text_response(StatusCode::NOT_FOUND, "404 page not found\n".into()),
+            })
+        }
+        ["openid", "v1", "jwks"] => {
+            return Ok(match crate::reviews::jwks(api) {
+                Some(doc) => api::body_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&doc).expect("json"),
+                    "application/jwk-set+json",
+                ),
+                None => text_response(StatusCode::NOT_FOUND, "404 page not found\n".into()),
+            })
+        }
         ["metrics"] => return Ok(metrics_response(api).await),
         ["openapi", "v2"] => {
             let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
@@ -372,6 +422,16 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
         return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found\n".into()));
     };
     let method = req.method().clone();
+    if rr.res.create_only() {
+        if method != Method::POST || rr.name.is_some() {
+            return Err(ApiError::method_not_supported(&rr.res.group_resource(), method.as_str()));
+        }
+        let (parts, body) = read_body(req).await?;
+        let obj = decode_body(&parts.headers, &body)?;
+        let user = crate::reviews::current_user().unwrap_or_else(UserInfo::anonymous);
+        let out = crate::reviews::review(api, &rr, obj, &user).await?;
+        return Ok(json_response(StatusCode::CREATED, &out, format));
+    }
     let headers = req.headers().clone();
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     match (method, rr.name.is_some(), rr.sub.as_deref()) {
@@ -443,6 +503,12 @@ async fn dispatch(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Bod
             let warnings = field_validation(api, &rr, &obj, &body, &q)?;
             let created = api.create(&rr, obj, &q).await?;
             Ok(with_warnings(json_response(StatusCode::CREATED, &created, format), &warnings))
+        }
+        (Method::POST, true, Some("token")) if rr.res.plural == "serviceaccounts" => {
+            let (parts, body) = read_body(req).await?;
+            let obj = if body.is_empty() { json!({}) } else { decode_body(&parts.headers, &body)? };
+            let out = crate::reviews::token_request(api, &rr, obj).await?;
+            Ok(json_response(StatusCode::CREATED, &out, format))
         }
         (Method::POST, true, Some("binding")) => {
             let (parts, body) = read_body(req).await?;

@@ -51,7 +51,9 @@ fn self_signed(flags: &Flags, dir: &Path) -> Result<(PathBuf, PathBuf), String> 
     Ok((crt, key_path))
 }
 
-pub fn server_config(flags: &Flags) -> Result<ServerConfig, String> {
+/// The serving configuration; when client CAs are configured, clients are asked for a certificate
+/// (which the authenticators judge).
+pub fn server_config(flags: &Flags, auth: &crate::auth::Auth) -> Result<ServerConfig, String> {
     let (crt, key) = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => self_signed(flags, &flags.cert_dir)?,
@@ -67,12 +69,16 @@ pub fn server_config(flags: &Flags) -> Result<ServerConfig, String> {
     let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("{}: {e}", key.display()))?;
     // Both aws-lc-rs and ring are linked (etcd-client's TLS uses ring), so name the provider.
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
         .map_err(|e| e.to_string())?;
+    let cas = auth.wants_client_certs();
+    let builder = if cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_verifier(apiserver_auth::x509::RequestClientCert::new(&cas, &provider))
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -7,76 +7,25 @@
 
 use super::{has_code, run_workers, SyncResult};
 use crate::context::Context;
+use apiserver_auth::jwt::Signer;
 use base64::Engine;
 use component_base::informer::{key_of, Change};
 use component_base::workqueue::WorkQueue;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
-use sha2::Digest;
 use std::sync::Arc;
 
 const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
 const NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
 const UID_ANNOTATION: &str = "kubernetes.io/service-account.uid";
 
-fn b64url(b: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-/// Signs JWTs with the service-account key (RS256 for RSA keys, ES256 for P-256 keys).
-pub struct TokenSigner {
-    key: rcgen::KeyPair,
-    kid: String,
-    alg: &'static str,
-}
-
-impl TokenSigner {
-    pub fn load(path: &str) -> Result<TokenSigner, String> {
-        let key = pki::keys::load_private_key(std::path::Path::new(path)).map_err(|e| e.to_string())?;
-        // upstream's key id: the unpadded base64url SHA-256 of the PKIX public key.
-        let der = rcgen::PublicKeyData::subject_public_key_info(&key);
-        let kid = b64url(&sha2::Sha256::digest(&der));
-        let alg = if pki::keys::is_rsa_key(&key) { "RS256" } else { "ES256" };
-        Ok(TokenSigner { key, kid, alg })
-    }
-
-    pub fn sign(&self, claims: &serde_json::Value) -> Result<String, String> {
-        let header = json!({"alg": self.alg, "kid": self.kid});
-        let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
-        let sig = rcgen::SigningKey::sign(&self.key, input.as_bytes()).map_err(|e| e.to_string())?;
-        let sig = if self.alg == "ES256" { ecdsa_der_to_raw(&sig).ok_or("bad ECDSA signature")? } else { sig };
-        Ok(format!("{input}.{}", b64url(&sig)))
-    }
-}
-
-/// An ASN.1 `SEQUENCE { r INTEGER, s INTEGER }` as JWS's 64-byte `r || s`.
-fn ecdsa_der_to_raw(der: &[u8]) -> Option<Vec<u8>> {
-    let (&0x30, rest) = der.split_first()? else { return None };
-    let rest = &rest[1..];
-    let mut out = Vec::new();
-    let mut cur = rest;
-    for _ in 0..2 {
-        let (&0x02, r) = cur.split_first()? else { return None };
-        let (&len, r) = r.split_first()?;
-        let (int, tail) = r.split_at(len as usize);
-        let int: Vec<u8> = int.iter().copied().skip_while(|b| *b == 0).collect();
-        if int.len() > 32 {
-            return None;
-        }
-        out.extend(std::iter::repeat_n(0u8, 32 - int.len()));
-        out.extend(int);
-        cur = tail;
-    }
-    Some(out)
-}
-
 pub fn start(ctx: &Arc<Context>) {
     let Some(path) = ctx.flags.service_account_private_key_file.clone().filter(|p| !p.is_empty()) else {
         tracing::info!("serviceaccount-token needs --service-account-private-key-file; not started");
         return;
     };
-    let signer = match TokenSigner::load(&path) {
+    let signer = match Signer::load(std::path::Path::new(&path)) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(file = %path, error = %e, "cannot load the service-account key; serviceaccount-token not started");
@@ -118,7 +67,7 @@ pub fn start(ctx: &Arc<Context>) {
     });
 }
 
-async fn sync(ctx: &Context, signer: &TokenSigner, ca: Option<&[u8]>, key: &str) -> SyncResult {
+async fn sync(ctx: &Context, signer: &Signer, ca: Option<&[u8]>, key: &str) -> SyncResult {
     let Some(secret) = ctx.secrets().get(key) else { return Ok(None) };
     if secret.type_.as_deref() != Some(TOKEN_TYPE) || secret.metadata.deletion_timestamp.is_some() {
         return Ok(None);
@@ -179,22 +128,5 @@ async fn sync(ctx: &Context, signer: &TokenSigner, ca: Option<&[u8]>, key: &str)
         Ok(_) => Ok(None),
         Err(e) if has_code(&e, &[404]) => Ok(None),
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ecdsa_signatures_become_raw() {
-        // SEQUENCE { INTEGER 0x00ff.., INTEGER 0x01 }
-        let mut der = vec![0x30, 0x26, 0x02, 0x21, 0x00];
-        der.extend([0xff; 32]);
-        der.extend([0x02, 0x01, 0x01]);
-        let raw = ecdsa_der_to_raw(&der).unwrap();
-        assert_eq!(raw.len(), 64);
-        assert_eq!(raw[..32], [0xff; 32]);
-        assert_eq!(raw[63], 1);
     }
 }

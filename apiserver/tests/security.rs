@@ -1,0 +1,486 @@
+//! A secured kube-apiserver process (PKI and kubeconfigs from `ferroadm`, `--authorization-mode
+//! Node,RBAC`, service-account tokens, NodeRestriction), driven by the real kubectl.
+
+mod common;
+
+use apiserver_storage::testing::free_port;
+use common::kubectl_bin;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+fn ferroadm() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_kube-apiserver"));
+    let path = exe.with_file_name("ferroadm");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo).args(["build", "-p", "pki", "--bin", "ferroadm"]).status().unwrap();
+        assert!(st.success(), "ferroadm builds");
+    }
+    path
+}
+
+struct Cluster {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path();
+        let common = [
+            "--cert-dir",
+            d.join("pki").to_str().unwrap(),
+            "--kubeconfig-dir",
+            d.to_str().unwrap(),
+            "--apiserver-advertise-address",
+            "127.0.0.1",
+            "--apiserver-bind-port",
+            &port.to_string(),
+            "--control-plane-endpoint",
+            &format!("127.0.0.1:{port}"),
+            "--node-name",
+            "n1",
+        ]
+        .map(String::from);
+        for what in ["certs", "kubeconfig"] {
+            let out = Command::new(ferroadm()).args([what, "generate", "all"]).args(&common).output().unwrap();
+            assert!(out.status.success(), "ferroadm {what}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::write(d.join("tokens.csv"), "static-token-1,alice,1001,\"dev,ops\"\n").unwrap();
+        let pki = d.join("pki");
+        let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
+        let log = std::fs::File::create(d.join("apiserver.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
+            .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+            .arg("--data-dir")
+            .arg(d.join("data"))
+            .args(["--client-ca-file", &p("ca.crt"), "--tls-cert-file", &p("apiserver.crt")])
+            .args(["--tls-private-key-file", &p("apiserver.key"), "--service-account-key-file", &p("sa.pub")])
+            .args(["--service-account-signing-key-file", &p("sa.key"), "--service-account-issuer", ISSUER])
+            .args(["--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction"])
+            .arg("--token-auth-file")
+            .arg(d.join("tokens.csv"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut c = Cluster { child, dir, port };
+        c.wait_ready();
+        c
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("kube-apiserver exited {st}: {}", std::fs::read_to_string(self.path("apiserver.log")).unwrap());
+            }
+            if self.kubectl("super-admin.conf", &["get", "--raw", "/readyz"]).status.success()
+                && self.kubectl("super-admin.conf", &["get", "clusterrole", "system:node"]).status.success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready: {}",
+                std::fs::read_to_string(self.path("apiserver.log")).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// kubectl with one of the kubeconfigs ferroadm wrote (or a token-only one).
+    fn kubectl(&self, kubeconfig: &str, args: &[&str]) -> Output {
+        Command::new(kubectl_bin())
+            .arg("--kubeconfig")
+            .arg(self.path(kubeconfig))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, kubeconfig: &str, args: &[&str]) -> String {
+        let out = self.kubectl(kubeconfig, args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} as {kubeconfig} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, kubeconfig: &str, args: &[&str]) -> String {
+        let out = self.kubectl(kubeconfig, args);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} as {kubeconfig} should fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// A kubeconfig that trusts the cluster CA and presents only a bearer token.
+    fn token_kubeconfig(&self, name: &str, token: &str) -> String {
+        let user = format!("    token: {token}\n");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: {}\n    server: https://127.0.0.1:{}\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user:\n{user}",
+            self.path("pki/ca.crt").display(),
+            self.port
+        );
+        std::fs::write(self.path(name), text).unwrap();
+        name.to_string()
+    }
+
+    /// A client certificate kubeconfig signed by `ca_dir`'s CA (for certificates the server must refuse).
+    fn cert_kubeconfig(&self, name: &str, cert: &Path, key: &Path) -> String {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: {}\n    server: https://127.0.0.1:{}\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user:\n    client-certificate: {}\n    client-key: {}\n",
+            self.path("pki/ca.crt").display(),
+            self.port,
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(self.path(name), text).unwrap();
+        name.to_string()
+    }
+
+    /// A raw request with curl (trusting the cluster CA): status code and body.
+    fn curl(&self, args: &[&str], method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.path("pki/ca.crt"))
+            .args(["-X", method])
+            .args(args);
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/merge-patch+json", "--data", b]);
+        }
+        let out = cmd.arg(format!("https://127.0.0.1:{}{path}", self.port)).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// The client certificate and key embedded in a kubeconfig, as files (for curl).
+    fn cert_files(&self, kubeconfig: &str) -> (String, String) {
+        use base64::Engine;
+        let text = std::fs::read_to_string(self.path(kubeconfig)).unwrap();
+        let field = |k: &str| {
+            let line = text.lines().find_map(|l| l.trim().strip_prefix(&format!("{k}: "))).unwrap();
+            base64::engine::general_purpose::STANDARD.decode(line).unwrap()
+        };
+        let (crt, key) = (self.path(&format!("{kubeconfig}.crt")), self.path(&format!("{kubeconfig}.key")));
+        std::fs::write(&crt, field("client-certificate-data")).unwrap();
+        std::fs::write(&key, field("client-key-data")).unwrap();
+        (crt.to_str().unwrap().to_string(), key.to_str().unwrap().to_string())
+    }
+
+    fn apply(&self, kubeconfig: &str, yaml: &str) -> Output {
+        let f = self.path(&format!("m{}.yaml", rand_suffix()));
+        std::fs::write(&f, yaml).unwrap();
+        self.kubectl(kubeconfig, &["apply", "-f", f.to_str().unwrap()])
+    }
+}
+
+fn rand_suffix() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn authentication_and_rbac_end_to_end() {
+    let c = Cluster::start(&[]);
+    const SA: &str = "super-admin.conf";
+
+    // Anonymous (kubectl always asks for credentials, so curl): health and version, nothing else.
+    assert_eq!(c.curl(&[], "GET", "/healthz", None), (200, "ok".to_string()));
+    let (code, body) = c.curl(&[], "GET", "/version", None);
+    assert!(code == 200 && body.contains("gitVersion"), "{body}");
+    let (code, body) = c.curl(&[], "GET", "/api/v1/namespaces/default/pods", None);
+    assert_eq!(code, 403, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["message"],
+        "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    assert_eq!((status["reason"].as_str(), status["details"]["kind"].as_str()), (Some("Forbidden"), Some("pods")));
+    let (code, body) = c.curl(&[], "GET", "/api", None);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("forbidden: User \\\"system:anonymous\\\" cannot get path \\\"/api\\\""), "{body}");
+    let (code, body) = c.curl(&["-H", "Authorization: Bearer nonsense"], "GET", "/version", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("\"reason\":\"Unauthorized\""), "{body}");
+
+    // The kubeadm admin (O=kubeadm:cluster-admins) holds nothing until its group is bound, as kubeadm does.
+    let err = c.fails("admin.conf", &["get", "nodes"]);
+    assert!(err.contains("User \"kubernetes-admin\" cannot list resource \"nodes\""), "{err}");
+    c.ok(
+        SA,
+        &[
+            "create",
+            "clusterrolebinding",
+            "kubeadm:cluster-admins",
+            "--clusterrole=cluster-admin",
+            "--group=kubeadm:cluster-admins",
+        ],
+    );
+    c.ok("admin.conf", &["get", "nodes"]);
+    c.ok("admin.conf", &["create", "namespace", "team"]);
+    assert_eq!(
+        c.ok("admin.conf", &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]),
+        "kubernetes-admin"
+    );
+    let groups = c.ok("admin.conf", &["auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}"]);
+    assert!(groups.contains("kubeadm:cluster-admins") && groups.contains("system:authenticated"), "{groups}");
+    assert_eq!(c.ok("admin.conf", &["auth", "can-i", "delete", "nodes"]).trim(), "yes");
+
+    // A service account granted a Role can do exactly that.
+    c.ok("admin.conf", &["-n", "team", "create", "serviceaccount", "bot"]);
+    c.ok("admin.conf", &["-n", "team", "create", "role", "pod-reader", "--verb=get,list", "--resource=pods"]);
+    c.ok(
+        "admin.conf",
+        &["-n", "team", "create", "rolebinding", "bot-reads", "--role=pod-reader", "--serviceaccount=team:bot"],
+    );
+    let token = c.ok("admin.conf", &["-n", "team", "create", "token", "bot"]).trim().to_string();
+    let bot = c.token_kubeconfig("bot.conf", &token);
+    assert_eq!(
+        c.ok(&bot, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]),
+        "system:serviceaccount:team:bot"
+    );
+    c.ok(&bot, &["-n", "team", "get", "pods"]);
+    let err = c.fails(&bot, &["-n", "team", "get", "secrets"]);
+    assert!(err.contains("User \"system:serviceaccount:team:bot\" cannot list resource \"secrets\""), "{err}");
+    let err = c.fails(&bot, &["-n", "default", "get", "pods"]);
+    assert!(err.contains("in the namespace \"default\""), "{err}");
+    let list = c.ok(&bot, &["-n", "team", "auth", "can-i", "--list"]);
+    let pods_line = list.lines().find(|l| l.starts_with("pods ")).unwrap_or_else(|| panic!("{list}"));
+    assert!(pods_line.contains("[get list]"), "{list}");
+    assert!(!list.lines().any(|l| l.starts_with("secrets")), "{list}");
+    assert_eq!(
+        c.ok("admin.conf", &["auth", "can-i", "list", "pods", "-n", "team", "--as=system:serviceaccount:team:bot"])
+            .trim(),
+        "yes"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(
+            &c.kubectl(
+                "admin.conf",
+                &["auth", "can-i", "list", "secrets", "-n", "team", "--as=system:serviceaccount:team:bot"]
+            )
+            .stdout
+        )
+        .trim(),
+        "no"
+    );
+    // Impersonation needs the impersonate verb.
+    let err = c.fails(&bot, &["-n", "team", "get", "pods", "--as=kubernetes-admin"]);
+    assert!(err.contains("cannot impersonate resource \"users\""), "{err}");
+
+    // A TokenReview of the token, and of a tampered one.
+    let review = format!(
+        "{{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{{\"token\":\"{token}\"}}}}"
+    );
+    let f = c.path("review.json");
+    std::fs::write(&f, &review).unwrap();
+    let out = c.ok("admin.conf", &["create", "-f", f.to_str().unwrap(), "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"]["authenticated"], true, "{out}");
+    assert_eq!(v["status"]["user"]["username"], "system:serviceaccount:team:bot");
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    parts[1] = parts[1].replacen('e', "f", 1);
+    let tampered = parts.join(".");
+    let bad = c.token_kubeconfig("tampered.conf", &tampered);
+    let err = c.fails(&bad, &["get", "--raw", "/version"]);
+    assert!(err.contains("Unauthorized"), "{err}");
+    // A token for another audience, and one whose account is gone.
+    let other_aud =
+        c.ok("admin.conf", &["-n", "team", "create", "token", "bot", "--audience", "vault"]).trim().to_string();
+    let other = c.token_kubeconfig("aud.conf", &other_aud);
+    assert!(c.fails(&other, &["-n", "team", "get", "pods"]).contains("Unauthorized"));
+    c.ok("admin.conf", &["-n", "team", "delete", "serviceaccount", "bot"]);
+    assert!(c.fails(&bot, &["-n", "team", "get", "pods"]).contains("Unauthorized"));
+
+    // A static token user, and a user who may create RoleBindings but not grant what they lack.
+    let alice = c.token_kubeconfig("alice.conf", "static-token-1");
+    assert_eq!(c.ok(&alice, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]), "alice");
+    c.ok(
+        "admin.conf",
+        &["-n", "team", "create", "role", "binder", "--verb=create,get,list", "--resource=rolebindings,pods"],
+    );
+    c.ok("admin.conf", &["-n", "team", "create", "rolebinding", "alice-binds", "--role=binder", "--user=alice"]);
+    c.ok("admin.conf", &["-n", "team", "create", "role", "secret-admin", "--verb=*", "--resource=secrets"]);
+    let err = c.fails(&alice, &["-n", "team", "create", "rolebinding", "grab", "--role=secret-admin", "--user=alice"]);
+    assert!(err.contains("is attempting to grant RBAC permissions not currently held"), "{err}");
+    assert!(c.fails(&alice, &["-n", "team", "get", "secrets"]).contains("forbidden"));
+    // Binding a role whose permissions alice holds is fine.
+    c.ok(&alice, &["-n", "team", "create", "rolebinding", "share", "--role=pod-reader", "--user=bob"]);
+    let err = c.fails(&alice, &["-n", "team", "create", "role", "wide", "--verb=get", "--resource=secrets"]);
+    assert!(err.contains("forbidden"), "{err}");
+
+    // Bad certificates: signed by another CA, or expired.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(ferroadm())
+        .args(["certs", "generate", "all", "--cert-dir", other.path().to_str().unwrap(), "--kubeconfig-dir"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let foreign = c.cert_kubeconfig(
+        "foreign.conf",
+        &other.path().join("apiserver-kubelet-client.crt"),
+        &other.path().join("apiserver-kubelet-client.key"),
+    );
+    assert!(c.fails(&foreign, &["get", "--raw", "/version"]).contains("Unauthorized"));
+
+    // Metrics count the failures.
+    let metrics = c.ok("admin.conf", &["get", "--raw", "/metrics"]);
+    assert!(metrics.lines().any(|l| l.starts_with("authentication_attempts{result=\"failure\"}")), "metrics");
+    assert!(metrics.contains("apiserver_authorization_decisions_total"), "metrics");
+
+    // The issuer's discovery documents, readable by service accounts.
+    let doc = c.ok("admin.conf", &["get", "--raw", "/.well-known/openid-configuration"]);
+    assert!(doc.contains(ISSUER) && doc.contains("/openid/v1/jwks"), "{doc}");
+    let jwks = c.ok("admin.conf", &["get", "--raw", "/openid/v1/jwks"]);
+    assert!(jwks.contains("\"kty\":\"RSA\""), "{jwks}");
+}
+
+#[test]
+fn node_identity_reads_only_what_its_pods_use() {
+    let c = Cluster::start(&[]);
+    const SA: &str = "super-admin.conf";
+    let kubelet = "kubelet.conf";
+    assert_eq!(c.ok(kubelet, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]), "system:node:n1");
+    c.ok(SA, &["create", "secret", "generic", "mine", "--from-literal=a=1"]);
+    c.ok(SA, &["create", "secret", "generic", "theirs", "--from-literal=a=2"]);
+    let pod = |name: &str, node: &str, secret: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers:\n  - name: c\n    image: busybox:1.36\n    env:\n    - name: X\n      valueFrom: {{secretKeyRef: {{name: {secret}, key: a}}}}\n"
+        )
+    };
+    assert!(c.apply(SA, &pod("p1", "n1", "mine")).status.success());
+    assert!(c.apply(SA, &pod("p2", "n2", "theirs")).status.success());
+    c.ok(kubelet, &["get", "secret", "mine"]);
+    let err = c.fails(kubelet, &["get", "secret", "theirs"]);
+    assert!(err.contains("no relationship found between node 'n1' and this object"), "{err}");
+    let err = c.fails(kubelet, &["get", "secrets"]);
+    assert!(err.contains("forbidden"), "{err}");
+    // Node writes: its own status yes, another pod's status or another node no.
+    c.ok(kubelet, &["get", "pods", "-A"]);
+    // (As the kubelet does, with a PATCH; kubectl would GET pods/status first, which nodes may not.)
+    let (crt, key) = c.cert_files(kubelet);
+    let auth = ["--cert", crt.as_str(), "--key", key.as_str()];
+    let patch = r#"{"status":{"message":"from n1"}}"#;
+    let (code, body) = c.curl(&auth, "PATCH", "/api/v1/namespaces/default/pods/p1/status", Some(patch));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = c.curl(&auth, "PATCH", "/api/v1/namespaces/default/pods/p2/status", Some(patch));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("can only update pod status for pods with spec.nodeName set to itself"), "{body}");
+    let node = |name: &str| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
+    let out = c.apply(kubelet, &node("n1"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = c.apply(kubelet, &node("n2"));
+    assert!(stderr(&out).contains("is not allowed to modify node \"n2\""), "{}", stderr(&out));
+    let lease = |name: &str| {
+        format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {name}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {name}}}\n")
+    };
+    assert!(c.apply(kubelet, &lease("n1")).status.success());
+    let out = c.apply(kubelet, &lease("n2"));
+    assert!(stderr(&out).contains("can only access node lease with the same name"), "{}", stderr(&out));
+}
+
+#[test]
+fn bootstrap_policy_survives_restart_and_respects_user_edits() {
+    let mut c = Cluster::start(&[]);
+    const SA: &str = "super-admin.conf";
+    // A user edit to an auto-updated role is merged back; one marked autoupdate=false is kept.
+    c.ok(
+        SA,
+        &[
+            "annotate",
+            "clusterrole",
+            "system:heapster",
+            "rbac.authorization.kubernetes.io/autoupdate=false",
+            "--overwrite",
+        ],
+    );
+    c.ok(
+        SA,
+        &[
+            "patch",
+            "clusterrole",
+            "system:heapster",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/rules","value":[]}]"#,
+        ],
+    );
+    c.ok(
+        SA,
+        &[
+            "patch",
+            "clusterrole",
+            "system:kube-dns",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/rules","value":[]}]"#,
+        ],
+    );
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    let d = c.dir.path().to_path_buf();
+    let log = std::fs::File::create(d.join("apiserver.log")).unwrap();
+    let pki = d.join("pki");
+    let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
+    c.child = Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
+        .args(["--bind-address", "127.0.0.1", "--secure-port", &c.port.to_string()])
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .args([
+            "--client-ca-file",
+            &p("ca.crt"),
+            "--tls-cert-file",
+            &p("apiserver.crt"),
+            "--tls-private-key-file",
+            &p("apiserver.key"),
+        ])
+        .args(["--authorization-mode", "RBAC"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    c.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dns = c.ok(SA, &["get", "clusterrole", "system:kube-dns", "-o", "jsonpath={.rules}"]);
+        if dns.contains("endpoints") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "system:kube-dns not reconciled: {dns}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let heapster = c.ok(SA, &["get", "clusterrole", "system:heapster", "-o", "jsonpath={.rules}"]);
+    assert!(!heapster.contains("pods"), "{heapster}");
+}
