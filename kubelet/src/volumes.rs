@@ -371,40 +371,24 @@ pub fn check_host_path(path: &str, t: &str) -> Result<(), VolumeError> {
     let err = |what: &str| Err(VolumeError::Invalid(format!("hostPath type check failed: {path} is not {what}")));
     match t {
         "" => Ok(()),
-        "DirectoryOrCreate" => {
-            if meta.is_err() {
-                std::fs::create_dir_all(p)?;
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?;
-                return Ok(());
-            }
-            if meta.unwrap().is_dir() {
-                Ok(())
-            } else {
-                err("a directory")
-            }
+        "DirectoryOrCreate" if meta.is_err() => {
+            std::fs::create_dir_all(p)?;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?;
+            Ok(())
         }
-        "Directory" => match meta {
+        "Directory" | "DirectoryOrCreate" => match meta {
             Ok(m) if m.is_dir() => Ok(()),
             _ => err("a directory"),
         },
-        "FileOrCreate" => {
-            if meta.is_err() {
-                if let Some(parent) = p.parent() {
-                    if !parent.exists() {
-                        return Err(VolumeError::Invalid(format!("hostPath type check failed: {path} is not a file")));
-                    }
-                }
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?;
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))?;
-                return Ok(());
+        "FileOrCreate" if meta.is_err() => {
+            if p.parent().is_some_and(|parent| !parent.exists()) {
+                return err("a file");
             }
-            if meta.unwrap().is_file() {
-                Ok(())
-            } else {
-                err("a file")
-            }
+            std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))?;
+            Ok(())
         }
-        "File" => match meta {
+        "File" | "FileOrCreate" => match meta {
             Ok(m) if m.is_file() => Ok(()),
             _ => err("a file"),
         },
