@@ -241,6 +241,14 @@ impl ApiError {
         }
     }
 
+    /// 404 for a path that names no resource the server serves (upstream's generic NotFound).
+    pub fn no_such_resource() -> Self {
+        ApiError {
+            details: Some(json!({})),
+            ..Self::new(404, "NotFound", "the server could not find the requested resource".into())
+        }
+    }
+
     /// 401: the credentials were not accepted. The message says nothing more, as upstream.
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized".into())

@@ -13,7 +13,7 @@ use crate::registry::Resource;
 use crate::reviews::current_user;
 use apimachinery::{ApiError, GroupResource};
 use apiserver_auth::attributes::Attributes;
-use apiserver_auth::rbac::{describe, uncovered, Rule};
+use apiserver_auth::rbac::{describe, rules_of, uncovered, Rule};
 use apiserver_auth::UserInfo;
 use serde_json::Value;
 
@@ -66,27 +66,20 @@ async fn escalation(api: &Api, user: &UserInfo, r: &ResourceInfo<'_>, obj: &Valu
             if allowed(api, user, "escalate", r.res.plural, ns, name_of(obj)).await {
                 return Ok(());
             }
-            let mut rules: Vec<Rule> =
-                obj["rules"].as_array().map(|a| a.iter().map(Rule::from_json).collect()).unwrap_or_default();
-            if obj.get("aggregationRule").is_some() {
-                // An aggregated role grants what it selects.
-                let mut probe = snap_rules_for_aggregate(&snap, obj);
-                rules.append(&mut probe);
-            }
+            // An aggregated role also grants what it selects.
+            let mut rules = rules_of(obj);
+            rules.extend(snap.aggregated_rules(obj));
             rules
         }
         "rolebindings" | "clusterrolebindings" => {
             let role_kind = obj.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
             let role_name = obj.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
-            let (role_resource, role_ns) = if role_kind == "Role" { ("roles", ns) } else { ("clusterroles", "") };
-            if allowed(api, user, "bind", role_resource, ns, role_name).await
-                || (role_resource == "clusterroles"
-                    && allowed(api, user, "bind", "clusterroles", role_ns, role_name).await)
-            {
+            let role_resource = if role_kind == "Role" { "roles" } else { "clusterroles" };
+            // Checked in the binding's namespace, which cluster-wide grants of `bind` also cover.
+            if allowed(api, user, "bind", role_resource, ns, role_name).await {
                 return Ok(());
             }
-            let probe = serde_json::json!({"roleRef": obj["roleRef"], "metadata": {"namespace": ns}});
-            snap.role_ref_rules_public(&probe["roleRef"], ns)
+            snap.role_ref_rules(&obj["roleRef"], ns)
         }
         _ => return Ok(()),
     };
@@ -104,10 +97,6 @@ async fn escalation(api: &Api, user: &UserInfo, r: &ResourceInfo<'_>, obj: &Valu
         list.join("\n")
     );
     Err(ApiError::forbidden(&GroupResource::new(r.res.group, r.res.plural), name_of(obj), &why))
-}
-
-fn snap_rules_for_aggregate(snap: &apiserver_auth::rbac::Snapshot, obj: &Value) -> Vec<Rule> {
-    snap.aggregated_rules(obj)
 }
 
 fn node_restriction(node: &str, r: &ResourceInfo<'_>, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {

@@ -111,11 +111,8 @@ async fn run(flags: Flags) -> Result<(), String> {
         pki::parse_go_duration(&flags.request_timeout).map_err(|e| format!("--request-timeout: {e}"))?;
     api.limits = server::Limits::new(flags.max_requests_inflight, flags.max_mutating_requests_inflight);
     api.auth = auth;
-    let plugins = |v: &Option<String>| -> Vec<String> {
-        v.as_deref().unwrap_or("").split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
-    };
-    api.node_restriction = plugins(&flags.enable_admission_plugins).iter().any(|p| p == "NodeRestriction")
-        && !plugins(&flags.disable_admission_plugins).iter().any(|p| p == "NodeRestriction");
+    api.node_restriction = auth::comma_list(&flags.enable_admission_plugins).iter().any(|p| p == "NodeRestriction")
+        && !auth::comma_list(&flags.disable_admission_plugins).iter().any(|p| p == "NodeRestriction");
     let api = Arc::new(api);
     // Every resource's watch cache starts now, before any client lists: a watch from a list's
     // resourceVersion then always finds the cache at or past it.

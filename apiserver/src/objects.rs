@@ -7,7 +7,11 @@ use serde_json::{json, Map, Value};
 
 /// RFC 3339 in UTC with second precision, as `metav1.Time` serializes.
 pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// A time as `metav1.Time` serializes it.
+pub fn timestamp(t: time::OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.format(&f).expect("timestamp formats")
 }

@@ -6,14 +6,10 @@
 
 use crate::api::{Api, Query, ResourceRequest};
 use apimachinery::ApiError;
-use apiserver_auth::rbac::{uncovered, Rule};
+use apiserver_auth::rbac::{rules_of, uncovered};
 use serde_json::Value;
 
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
-
-fn rules(v: &Value) -> Vec<Rule> {
-    v["rules"].as_array().map(|a| a.iter().map(Rule::from_json).collect()).unwrap_or_default()
-}
 
 /// The object with what `want` adds merged in, or `None` when nothing is missing.
 fn reconciled(existing: &Value, want: &Value) -> Option<Value> {
@@ -25,8 +21,8 @@ fn reconciled(existing: &Value, want: &Value) -> Option<Value> {
     let mut out = existing.clone();
     let mut changed = false;
     if want.get("rules").is_some() {
-        let have = rules(existing);
-        let wanted = rules(want);
+        let have = rules_of(existing);
+        let wanted = rules_of(want);
         if !uncovered(&have, &wanted).is_empty() {
             let mut list = existing["rules"].as_array().cloned().unwrap_or_default();
             for (w, raw) in wanted.iter().zip(want["rules"].as_array().into_iter().flatten()) {

@@ -48,22 +48,12 @@ fn user_from_spec(spec: &Value) -> UserInfo {
 }
 
 fn review_status(d: &Decision) -> Value {
-    match d {
-        Decision::Allow(reason) => {
-            let mut s = json!({"allowed": true});
-            if !reason.is_empty() {
-                s["reason"] = json!(reason);
-            }
-            s
-        }
-        Decision::Deny(reason) => {
-            let mut s = json!({"allowed": false});
-            if !reason.is_empty() {
-                s["reason"] = json!(reason);
-            }
-            s
-        }
+    let (Decision::Allow(reason) | Decision::Deny(reason)) = d;
+    let mut s = json!({"allowed": d.allowed()});
+    if !reason.is_empty() {
+        s["reason"] = json!(reason);
     }
+    s
 }
 
 fn invalid(kind: &str, causes: Vec<Cause>) -> ApiError {
@@ -110,6 +100,9 @@ pub async fn review(api: &Api, rr: &ResourceRequest<'_>, body: Value, user: &Use
     match rr.res.plural {
         "tokenreviews" => {
             let token = spec["token"].as_str().unwrap_or("");
+            if token.is_empty() {
+                return Err(ApiError::invalid(group, kind, "", vec![Cause::required("spec.token", "")]));
+            }
             let audiences: Vec<String> = spec["audiences"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
@@ -142,9 +135,6 @@ pub async fn review(api: &Api, rr: &ResourceRequest<'_>, body: Value, user: &Use
                 }
                 None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
             };
-            if token.is_empty() {
-                return Err(ApiError::invalid(group, kind, "", vec![Cause::required("spec.token", "")]));
-            }
             Ok(echo(kind, group, &body, status))
         }
         "selfsubjectreviews" => Ok(echo(kind, group, &body, json!({"userInfo": user.to_json()}))),
@@ -233,8 +223,7 @@ pub async fn token_request(api: &Api, rr: &ResourceRequest<'_>, body: Value) -> 
     let ns = rr.namespace.clone().unwrap_or_default();
     let sa_name = rr.name.clone().unwrap_or_default();
     let Some(signer) = api.auth.signer.as_ref() else {
-        return Err(ApiError::not_found(&apimachinery::GroupResource::new("", "serviceaccounts"), &sa_name)
-            .with_message("the server could not find the requested resource"));
+        return Err(ApiError::no_such_resource());
     };
     let sa = get_object(api, "", "serviceaccounts", Some(&ns), &sa_name)
         .await
@@ -330,14 +319,9 @@ pub async fn token_request(api: &Api, rr: &ResourceRequest<'_>, body: Value) -> 
     let token = signer.sign(&claims).map_err(ApiError::internal)?;
     spec["audiences"] = json!(audiences);
     spec["expirationSeconds"] = json!(expiration);
-    let expires = time::OffsetDateTime::from_unix_timestamp(now + expiration)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
-    let created = time::OffsetDateTime::from_unix_timestamp(now)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
+    let at =
+        |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map(crate::objects::timestamp).unwrap_or_default();
+    let (created, expires) = (at(now), at(now + expiration));
     Ok(json!({
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
@@ -368,16 +352,4 @@ pub fn openid_configuration(api: &Api) -> Option<Value> {
 pub fn jwks(api: &Api) -> Option<Value> {
     openid_configuration(api)?;
     Some(json!({"keys": api.auth.sa_keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}))
-}
-
-trait WithMessage {
-    fn with_message(self, m: &str) -> Self;
-}
-
-impl WithMessage for ApiError {
-    fn with_message(mut self, m: &str) -> Self {
-        self.message = m.to_string();
-        self.details = Some(json!({}));
-        self
-    }
 }

@@ -95,34 +95,19 @@ fn resource_request<'a>(api: &'a Api, segments: &[&str]) -> Result<Option<Resour
     };
     let plural = rest[0];
     let Some(res) = api.registry.find(group, version, plural) else {
-        return Err(ApiError { details: None, ..ApiError::not_found(&apimachinery::GroupResource::new("", ""), "") }
-            .with_message("the server could not find the requested resource"));
+        return Err(ApiError::no_such_resource());
     };
     if res.namespaced != namespace.is_some() && !(res.namespaced && rest.len() == 1) {
-        return Err(ApiError::not_found(&res.group_resource(), "")
-            .with_message("the server could not find the requested resource"));
+        return Err(ApiError::no_such_resource());
     }
     let name = rest.get(1).map(|s| s.to_string());
     let sub = rest.get(2).map(|s| s.to_string());
     if let Some(s) = &sub {
         if !res.subresources.contains(&s.as_str()) || rest.len() > 3 {
-            return Err(ApiError::not_found(&res.group_resource(), "")
-                .with_message("the server could not find the requested resource"));
+            return Err(ApiError::no_such_resource());
         }
     }
     Ok(Some(ResourceRequest { res, namespace, name, sub }))
-}
-
-trait WithMessage {
-    fn with_message(self, m: &str) -> Self;
-}
-
-impl WithMessage for ApiError {
-    fn with_message(mut self, m: &str) -> Self {
-        self.message = m.to_string();
-        self.details = Some(json!({}));
-        self
-    }
 }
 
 /// `fieldValidation` (default `Warn`, as upstream): unknown fields fail the request under `Strict`, and

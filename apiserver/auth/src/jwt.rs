@@ -220,14 +220,6 @@ pub fn verify(token: &str, keys: &[PublicKey]) -> Result<Value, JwtError> {
     }
 }
 
-/// Whether the token's payload claims this issuer, without verifying it (to route a bearer token to
-/// the right authenticator only).
-pub fn unverified_issuer(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let claims: Value = serde_json::from_slice(&unb64url(payload)?).ok()?;
-    claims["iss"].as_str().map(String::from)
-}
-
 /// What a bound service-account token says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BoundClaims {

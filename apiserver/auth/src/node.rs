@@ -113,7 +113,7 @@ pub fn node_rules() -> Vec<Rule> {
     crate::policy::cluster_roles()
         .into_iter()
         .find(|r| r["metadata"]["name"] == "system:node")
-        .and_then(|r| r["rules"].as_array().map(|a| a.iter().map(Rule::from_json).collect()))
+        .map(|r| crate::rbac::rules_of(&r))
         .unwrap_or_default()
 }
 

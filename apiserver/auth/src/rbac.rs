@@ -90,6 +90,11 @@ impl Rule {
     }
 }
 
+/// The `rules` of a Role or ClusterRole object.
+pub fn rules_of(role: &Value) -> Vec<Rule> {
+    role["rules"].as_array().map(|a| a.iter().map(Rule::from_json).collect()).unwrap_or_default()
+}
+
 fn subject_matches(subject: &Value, user: &UserInfo, binding_namespace: &str) -> bool {
     let name = subject["name"].as_str().unwrap_or("");
     match subject["kind"].as_str() {
@@ -170,17 +175,26 @@ impl Snapshot {
         }
         visited.push(name);
         let Some(role) = self.cluster_roles.get(name) else { return };
-        for r in role["rules"].as_array().into_iter().flatten() {
-            let r = Rule::from_json(r);
+        for r in rules_of(role) {
             if !rules.contains(&r) {
                 rules.push(r);
             }
         }
-        let Some(selectors) = role.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array) else {
+        self.aggregate_into(role, visited, rules);
+    }
+
+    /// Adds the rules of every ClusterRole that `role`'s aggregation selectors match.
+    fn aggregate_into<'a>(&'a self, role: &Value, visited: &mut Vec<&'a str>, rules: &mut Vec<Rule>) {
+        let selectors: Vec<_> = role
+            .pointer("/aggregationRule/clusterRoleSelectors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| apimachinery::labels::Selector::from_label_selector(s).ok())
+            .collect();
+        if selectors.is_empty() {
             return;
-        };
-        let selectors: Vec<_> =
-            selectors.iter().filter_map(|s| apimachinery::labels::Selector::from_label_selector(s).ok()).collect();
+        }
         let mut names: Vec<&String> = self.cluster_roles.keys().collect();
         names.sort();
         for other in names {
@@ -191,42 +205,21 @@ impl Snapshot {
         }
     }
 
-    /// The rules a role reference grants in `namespace`.
-    pub fn role_ref_rules_public(&self, role_ref: &Value, namespace: &str) -> Vec<Rule> {
-        self.role_ref_rules(role_ref, namespace)
-    }
-
     /// The rules an aggregated ClusterRole (not necessarily stored yet) would collect.
     pub fn aggregated_rules(&self, role: &Value) -> Vec<Rule> {
         let mut rules = Vec::new();
-        let mut visited = Vec::new();
-        let selectors: Vec<_> = role
-            .pointer("/aggregationRule/clusterRoleSelectors")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|s| apimachinery::labels::Selector::from_label_selector(s).ok())
-            .collect();
-        let mut names: Vec<&String> = self.cluster_roles.keys().collect();
-        names.sort();
-        for other in names {
-            if selectors.iter().any(|s| !s.is_empty() && s.matches(&labels(&self.cluster_roles[other]))) {
-                self.collect_rules(other, &mut visited, &mut rules);
-            }
-        }
+        self.aggregate_into(role, &mut Vec::new(), &mut rules);
         rules
     }
 
-    fn role_ref_rules(&self, role_ref: &Value, namespace: &str) -> Vec<Rule> {
+    /// The rules a role reference grants in `namespace`.
+    pub fn role_ref_rules(&self, role_ref: &Value, namespace: &str) -> Vec<Rule> {
         let name = role_ref["name"].as_str().unwrap_or("");
         match role_ref["kind"].as_str() {
             Some("ClusterRole") => self.cluster_role_rules(name).unwrap_or_default(),
-            Some("Role") => self
-                .roles
-                .get(&(namespace.to_string(), name.to_string()))
-                .and_then(|r| r["rules"].as_array())
-                .map(|a| a.iter().map(Rule::from_json).collect())
-                .unwrap_or_default(),
+            Some("Role") => {
+                self.roles.get(&(namespace.to_string(), name.to_string())).map(rules_of).unwrap_or_default()
+            }
             _ => Vec::new(),
         }
     }
