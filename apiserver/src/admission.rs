@@ -1,44 +1,430 @@
-//! Admission checks that depend on who is asking (run inside a request, after defaulting and
-//! validation, before the write):
-//! - RBAC escalation prevention (always on with RBAC authorization, as upstream's RBAC storage):
-//!   a Role or ClusterRole may only grant what its author holds, and a binding may only bind a role
-//!   whose permissions its author holds, unless the author has `escalate` (roles) or `bind`
-//!   (bindings) on it.
-//! - NodeRestriction (`--enable-admission-plugins=NodeRestriction`): a kubelet writes only its own
-//!   Node and Lease, mirror pods bound to itself, and the status of pods bound to itself.
+//! The admission chain, run inside a request after defaulting: mutating plugins (before validation),
+//! then validating plugins (after it), both in upstream's plugin order and only for the plugins
+//! `--enable-admission-plugins`/`--disable-admission-plugins` turned on. The rules themselves live in
+//! the `apiserver-admission` crate; this module looks up what they need.
+//!
+//! Mutating: LimitRanger defaults, ServiceAccount (name and the `kube-api-access-*` volume), Priority,
+//! DefaultTolerationSeconds, RuntimeClass, TaintNodesByCondition, DefaultStorageClass,
+//! StorageObjectInUseProtection. Validating: RBAC escalation prevention (always on with RBAC
+//! authorization, as upstream's RBAC storage), NodeRestriction, LimitRanger constraints, PodSecurity
+//! (enforce errors, warn `Warning:` headers, on pods and on workload templates),
+//! PersistentVolumeClaimResize, and ResourceQuota last, charging quotas atomically before the write.
 
 use crate::api::Api;
-use crate::auth::Mode;
+use crate::auth::{get_object, Mode};
+use crate::objects;
 use crate::registry::Resource;
 use crate::reviews::current_user;
-use apimachinery::{ApiError, GroupResource};
+use apimachinery::{ApiError, Cause, GroupResource};
+use apiserver_admission::{limits, pods, podsecurity, quota, Plugins};
 use apiserver_auth::attributes::Attributes;
 use apiserver_auth::rbac::{describe, rules_of, uncovered, Rule};
 use apiserver_auth::UserInfo;
+use apiserver_storage::keys::list_prefix;
+use apiserver_storage::{ListOptions, StoreError};
 use serde_json::Value;
+use std::cell::RefCell;
+
+tokio::task_local! {
+    /// Warnings the current request returns as `Warning:` headers.
+    pub static WARNINGS: RefCell<Vec<String>>;
+}
+
+/// Adds a `Warning:` header to the current request's response.
+pub fn warn(message: String) {
+    let _ = WARNINGS.try_with(|w| w.borrow_mut().push(message));
+}
+
+pub fn take_warnings() -> Vec<String> {
+    WARNINGS.try_with(|w| std::mem::take(&mut *w.borrow_mut())).unwrap_or_default()
+}
+
+/// How admission is configured.
+pub struct Admission {
+    pub plugins: Plugins,
+    pub pod_security: podsecurity::Config,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission { plugins: Plugins::none(), pod_security: podsecurity::Config::default() }
+    }
+}
+
+impl Admission {
+    /// From `--enable-admission-plugins`, `--disable-admission-plugins` and
+    /// `--admission-control-config-file` (an `AdmissionConfiguration` whose PodSecurity entry carries
+    /// its configuration inline or names a file).
+    pub fn from_flags(
+        enable: &[String],
+        disable: &[String],
+        config_file: Option<&std::path::Path>,
+    ) -> Result<Admission, String> {
+        let plugins = Plugins::from_flags(enable, disable)?;
+        let mut pod_security = podsecurity::Config::default();
+        if let Some(path) = config_file {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let doc: Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            for p in doc.get("plugins").and_then(Value::as_array).into_iter().flatten() {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                if !apiserver_admission::ALL.contains(&name) {
+                    return Err(format!("{}: plugin {name:?} is unknown", path.display()));
+                }
+                let conf = match (p.get("configuration"), p.get("path").and_then(Value::as_str)) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(file)) => {
+                        let file = path.parent().unwrap_or(std::path::Path::new(".")).join(file);
+                        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?
+                    }
+                    _ => continue,
+                };
+                if name == "PodSecurity" {
+                    pod_security = podsecurity::Config::from_value(&conf)
+                        .map_err(|e| format!("PodSecurity configuration: {e}"))?;
+                }
+            }
+        }
+        Ok(Admission { plugins, pod_security })
+    }
+}
 
 pub struct ResourceInfo<'a> {
     pub res: &'a Resource,
     pub namespace: Option<&'a str>,
     pub sub: Option<&'a str>,
+    /// The name errors speak of: the `generateName` prefix on a create that generated its name.
+    pub name: &'a str,
+    pub dry_run: bool,
+}
+
+impl ResourceInfo<'_> {
+    fn is(&self, group: &str, plural: &str) -> bool {
+        self.res.group == group && self.res.plural == plural
+    }
+    fn forbidden(&self, why: &str) -> ApiError {
+        ApiError::forbidden(&GroupResource::new(self.res.group, self.res.plural), self.name, why)
+    }
 }
 
 fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
 }
 
-/// Runs the user-dependent admission checks on a create (`old` is `None`) or update.
-pub async fn validate(api: &Api, r: ResourceInfo<'_>, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let Some(user) = current_user() else { return Ok(()) };
-    if r.res.group == "rbac.authorization.k8s.io" && api.auth.modes.contains(&Mode::Rbac) && r.sub.is_none() {
-        escalation(api, &user, &r, new).await?;
+/// The objects of a resource (in one namespace, when given) as the watch cache holds them now.
+pub async fn list_objects(api: &Api, group: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
+    let Some(res) = api.registry.resources.iter().find(|r| r.group == group && r.plural == plural) else {
+        return Vec::new();
+    };
+    let prefix = list_prefix(&res.storage_path(), namespace.filter(|n| !n.is_empty()));
+    let Ok((items, _)) = api.cache(res).list(&prefix, 0).await else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+        .map(|mut o| {
+            crate::strategy::from_storage(res, &mut o);
+            o
+        })
+        .collect()
+}
+
+/// The mutating plugins, on a create (`old` is `None`) or update.
+pub async fn mutate(api: &Api, r: &ResourceInfo<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let on = |p: &str| api.admission.plugins.on(p);
+    let ns = r.namespace.unwrap_or("");
+    if old.is_some() || r.sub.is_some() {
+        return Ok(());
     }
-    if api.node_restriction {
-        if let Some(node) = user.node_name() {
-            node_restriction(node, &r, new, old)?;
+    if r.is("", "pods") {
+        if on("LimitRanger") {
+            let ranges = list_objects(api, "", "limitranges", Some(ns)).await;
+            limits::apply_defaults(obj, &ranges);
+        }
+        if on("ServiceAccount") {
+            if pods::is_mirror(obj) {
+                if let Some(why) = pods::mirror_pod_problem(obj) {
+                    return Err(r.forbidden(why));
+                }
+            } else {
+                let sa_name = pods::service_account_name(obj);
+                let Some(sa) = get_object(api, "", "serviceaccounts", Some(ns), &sa_name).await else {
+                    return Err(r.forbidden(&format!(
+                        "error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"
+                    )));
+                };
+                pods::add_service_account(obj, &sa, &objects::random_suffix());
+            }
+        }
+        if on("Priority") {
+            let class_name = obj.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
+            let (class, global) = if class_name.is_empty() {
+                let classes = list_objects(api, "scheduling.k8s.io", "priorityclasses", None).await;
+                let global = classes
+                    .into_iter()
+                    .filter(|c| c.get("globalDefault") == Some(&Value::Bool(true)))
+                    .min_by_key(|c| c.get("value").and_then(Value::as_i64).unwrap_or(0));
+                (None, global)
+            } else {
+                (get_object(api, "scheduling.k8s.io", "priorityclasses", None, &class_name).await, None)
+            };
+            pods::resolve_priority(obj, class.as_ref(), global.as_ref()).map_err(|e| r.forbidden(&e))?;
+        }
+        if on("DefaultTolerationSeconds") {
+            pods::add_default_tolerations(obj, 300);
+        }
+        if on("RuntimeClass") {
+            if let Some(rc) = obj.pointer("/spec/runtimeClassName").and_then(Value::as_str).map(String::from) {
+                let Some(class) = get_object(api, "node.k8s.io", "runtimeclasses", None, &rc).await else {
+                    return Err(r.forbidden(&format!("pod rejected: RuntimeClass \"{rc}\" not found")));
+                };
+                pods::apply_runtime_class(obj, &class).map_err(|e| r.forbidden(&e))?;
+            }
+        }
+    }
+    if r.is("", "nodes") && on("TaintNodesByCondition") {
+        pods::taint_new_node(obj);
+    }
+    if r.is("", "persistentvolumeclaims") {
+        if on("DefaultStorageClass") && obj.pointer("/spec/storageClassName").is_none() {
+            let classes = list_objects(api, "storage.k8s.io", "storageclasses", None).await;
+            if let Some(class) = pods::default_storage_class(&classes) {
+                obj["spec"]["storageClassName"] = Value::String(class);
+            }
+        }
+        if on("StorageObjectInUseProtection") {
+            pods::add_protection_finalizer(obj, "kubernetes.io/pvc-protection");
+        }
+    }
+    if r.is("", "persistentvolumes") && on("StorageObjectInUseProtection") {
+        pods::add_protection_finalizer(obj, "kubernetes.io/pv-protection");
+    }
+    Ok(())
+}
+
+/// The validating plugins, on a create (`old` is `None`) or update.
+pub async fn validate(api: &Api, r: &ResourceInfo<'_>, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let on = |p: &str| api.admission.plugins.on(p);
+    let user = current_user();
+    if let Some(user) = &user {
+        if r.res.group == "rbac.authorization.k8s.io" && api.auth.modes.contains(&Mode::Rbac) && r.sub.is_none() {
+            escalation(api, user, r, new).await?;
+        }
+        if on("NodeRestriction") {
+            if let Some(node) = user.node_name() {
+                node_restriction(node, r, new, old)?;
+            }
+        }
+    }
+    let ns = r.namespace.unwrap_or("");
+    if on("LimitRanger") && old.is_none() && r.sub.is_none() {
+        let errs = if r.is("", "pods") {
+            limits::validate_pod(new, &list_objects(api, "", "limitranges", Some(ns)).await)
+        } else if r.is("", "persistentvolumeclaims") {
+            limits::validate_claim(new, &list_objects(api, "", "limitranges", Some(ns)).await)
+        } else {
+            Vec::new()
+        };
+        if !errs.is_empty() {
+            return Err(r.forbidden(&limits::aggregate(&errs)));
+        }
+    }
+    if on("PodSecurity") {
+        pod_security(api, r, user.as_ref(), new, old).await?;
+    }
+    if on("PersistentVolumeClaimResize") && r.is("", "persistentvolumeclaims") && r.sub.is_none() {
+        if let Some(old) = old {
+            if pods::claim_storage(new) > pods::claim_storage(old) {
+                let class = new.pointer("/spec/storageClassName").and_then(Value::as_str).unwrap_or("");
+                let expandable = match class {
+                    "" => false,
+                    c => get_object(api, "storage.k8s.io", "storageclasses", None, c)
+                        .await
+                        .is_some_and(|sc| sc.get("allowVolumeExpansion") == Some(&Value::Bool(true))),
+                };
+                if !expandable {
+                    return Err(r.forbidden("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"));
+                }
+            }
+        }
+    }
+    if on("ResourceQuota") && r.sub.is_none() && r.res.namespaced {
+        charge_quota(api, r, new, old).await?;
+    }
+    Ok(())
+}
+
+/// The validating plugins on a delete: NodeRestriction (a node deletes only pods bound to itself, its
+/// own Node and its own Lease).
+pub fn validate_delete(api: &Api, res: &Resource, namespace: Option<&str>, obj: &Value) -> Result<(), ApiError> {
+    if !api.admission.plugins.on("NodeRestriction") {
+        return Ok(());
+    }
+    let Some(user) = current_user() else { return Ok(()) };
+    let Some(node) = user.node_name() else { return Ok(()) };
+    let name = name_of(obj);
+    let r = ResourceInfo { res, namespace, sub: None, name, dry_run: false };
+    if r.is("", "pods") {
+        if obj.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) {
+            return Err(r.forbidden(&format!("node {node:?} can only delete pods with spec.nodeName set to itself")));
+        }
+        return Ok(());
+    }
+    node_restriction(node, &r, obj, None)
+}
+
+/// PodSecurity: pods are checked against the namespace's enforce level (403) and warn level
+/// (`Warning:`); workload templates only warn, for both levels. Namespaces' own labels are validated.
+async fn pod_security(
+    api: &Api,
+    r: &ResourceInfo<'_>,
+    user: Option<&UserInfo>,
+    new: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let cfg = &api.admission.pod_security;
+    if r.is("", "namespaces") && r.sub.is_none() {
+        let errs = podsecurity::validate_labels(&objects::labels(new));
+        if !errs.is_empty() {
+            let causes = errs
+                .into_iter()
+                .map(|(k, v, why)| Cause::invalid(&format!("metadata.labels[{k}]"), &Value::String(v), &why))
+                .collect();
+            return Err(ApiError::invalid("", "Namespace", name_of(new), causes));
+        }
+        return Ok(());
+    }
+    let ns = r.namespace.unwrap_or("");
+    if ns.is_empty() || cfg.exempt_namespaces.contains(ns) {
+        return Ok(());
+    }
+    if user.is_some_and(|u| cfg.exempt_usernames.contains(&u.username)) {
+        return Ok(());
+    }
+    let (spec, is_pod) = if r.is("", "pods") {
+        match r.sub {
+            None | Some("ephemeralcontainers") => {}
+            _ => return Ok(()),
+        }
+        // Updates that leave the spec alone (labels, finalizers, status) are not re-checked.
+        if old.is_some_and(|o| o.get("spec") == new.get("spec")) {
+            return Ok(());
+        }
+        (new.get("spec").cloned().unwrap_or_default(), true)
+    } else if let Some(path) = podsecurity::template_path(r.res.group, r.res.kind) {
+        if r.sub.is_some() {
+            return Ok(());
+        }
+        let Some(t) = new.pointer(path) else { return Ok(()) };
+        if old.is_some_and(|o| o.pointer(path) == Some(t)) {
+            return Ok(());
+        }
+        (t.get("spec").cloned().unwrap_or_default(), false)
+    } else {
+        return Ok(());
+    };
+    if spec.get("runtimeClassName").and_then(Value::as_str).is_some_and(|rc| cfg.exempt_runtime_classes.contains(rc)) {
+        return Ok(());
+    }
+    let Some(namespace) = get_object(api, "", "namespaces", None, ns).await else { return Ok(()) };
+    let policy = cfg.namespace_policy(&objects::labels(&namespace));
+    let enforce = podsecurity::evaluate(policy.enforce.level, &spec);
+    if !enforce.is_empty() {
+        if is_pod {
+            return Err(r.forbidden(&podsecurity::message(&policy.enforce, &enforce)));
+        }
+        warn(podsecurity::warning(&policy.enforce, &enforce));
+    }
+    if policy.warn != policy.enforce {
+        let v = podsecurity::evaluate(policy.warn.level, &spec);
+        if !v.is_empty() {
+            warn(podsecurity::warning(&policy.warn, &v));
         }
     }
     Ok(())
+}
+
+/// ResourceQuota: the object's usage is added to every quota of its namespace that tracks it, each with
+/// a compare-and-swap on the quota, so concurrent writes (through any API server) never push a quota
+/// past its hard limit. A conflict re-reads the quotas and evaluates again. A dry run is checked but
+/// not charged.
+async fn charge_quota(api: &Api, r: &ResourceInfo<'_>, new: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    if r.is("", "pods") && old.is_some() {
+        return Ok(());
+    }
+    let ns = r.namespace.unwrap_or("");
+    let usage = quota::usage(r.res.group, r.res.plural, new);
+    let delta = quota::delta(&usage, old.map(|o| quota::usage(r.res.group, r.res.plural, o)).as_ref());
+    if delta.values().all(|v| *v <= 0.0) {
+        return Ok(());
+    }
+    let qres = api.registry.find("", "v1", "resourcequotas").expect("resourcequotas registered");
+    let prefix = list_prefix(&qres.storage_path(), Some(ns));
+    let mut charged: Vec<String> = Vec::new();
+    for _attempt in 0..200 {
+        let list = api.store.list(&prefix, ListOptions::default()).await.map_err(ApiError::internal)?;
+        let mut writes = Vec::new();
+        for kv in &list.items {
+            let Ok(q) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+            let qname = name_of(&q).to_string();
+            if charged.contains(&qname) || !quota::in_scope(&q, r.res.plural, new) {
+                continue;
+            }
+            if r.is("", "pods") {
+                missing_requests(r, &q, new)?;
+            }
+            match quota::charge(&q, &delta) {
+                None => {}
+                Some(Err(why)) => return Err(r.forbidden(&why)),
+                Some(Ok(updated)) => writes.push((qname, kv.key.clone(), kv.mod_revision, updated)),
+            }
+        }
+        if r.dry_run {
+            return Ok(());
+        }
+        let mut conflicted = false;
+        for (qname, key, rev, updated) in writes {
+            let bytes = serde_json::to_vec(&updated).expect("json");
+            match api.store.update(&key, bytes.into(), rev, None).await {
+                Ok(_) => charged.push(qname),
+                Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {
+                    conflicted = true;
+                    break;
+                }
+                Err(e) => return Err(ApiError::internal(e)),
+            }
+        }
+        if !conflicted {
+            return Ok(());
+        }
+    }
+    Err(ApiError::conflict_with(
+        &GroupResource::new("", "resourcequotas"),
+        ns,
+        "too many concurrent updates to the namespace's quotas",
+    ))
+}
+
+/// A quota on requests or limits needs every container to state them.
+fn missing_requests(r: &ResourceInfo<'_>, q: &Value, pod: &Value) -> Result<(), ApiError> {
+    let hard = q.pointer("/spec/hard").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut missing = Vec::new();
+    for (key, which, res) in [
+        ("cpu", "requests", "cpu"),
+        ("requests.cpu", "requests", "cpu"),
+        ("memory", "requests", "memory"),
+        ("requests.memory", "requests", "memory"),
+        ("limits.cpu", "limits", "cpu"),
+        ("limits.memory", "limits", "memory"),
+    ] {
+        if hard.contains_key(key) && !quota::containers_missing(pod, which, res).is_empty() && !missing.contains(&key) {
+            missing.push(key);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    Err(r.forbidden(&format!("failed quota: {}: must specify {}", name_of(q), missing.join(","))))
 }
 
 async fn allowed(api: &Api, user: &UserInfo, verb: &str, resource: &str, namespace: &str, name: &str) -> bool {

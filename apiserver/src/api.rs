@@ -48,8 +48,8 @@ pub struct Api {
     pub services: Option<crate::services::ServiceNetwork>,
     /// Authentication and authorization (the default: anonymous requests, everything allowed).
     pub auth: Arc<crate::auth::Auth>,
-    /// The NodeRestriction admission plugin is on.
-    pub node_restriction: bool,
+    /// The admission plugins and their configuration.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 #[derive(Default)]
@@ -211,7 +211,7 @@ impl Api {
             min_request_timeout: Duration::from_secs(1800),
             request_timeout: Duration::from_secs(60),
             auth: Arc::new(crate::auth::Auth::default()),
-            node_restriction: false,
+            admission: Arc::new(crate::admission::Admission::default()),
         }
     }
 
@@ -385,10 +385,7 @@ impl Api {
     }
 
     pub async fn create(&self, rr: &ResourceRequest<'_>, obj: Value, q: &Query) -> Result<Value, ApiError> {
-        let mut obj = self.prepare_new(rr, obj).await?;
-        let info =
-            crate::admission::ResourceInfo { res: rr.res, namespace: rr.namespace.as_deref(), sub: rr.sub.as_deref() };
-        crate::admission::validate(self, info, &obj, None).await?;
+        let mut obj = self.prepare_new(rr, obj, Some(q)).await?;
         self.track_fields(rr, None, &mut obj, q);
         if q.get("dryRun") == Some("All") {
             return Ok(obj);
@@ -411,18 +408,42 @@ impl Api {
 
     /// A create without side effects on other objects (used for the objects allocations are made of).
     pub(crate) async fn create_plain(&self, rr: &ResourceRequest<'_>, obj: Value) -> Result<Value, ApiError> {
-        let obj = self.prepare_new(rr, obj).await?;
+        let obj = self.prepare_new(rr, obj, None).await?;
         self.store_new(rr, obj).await
     }
 
-    /// Defaulting, validation and the namespace check every create goes through.
-    async fn prepare_new(&self, rr: &ResourceRequest<'_>, mut obj: Value) -> Result<Value, ApiError> {
+    /// Defaulting, the namespace check, validation and (for a client's request, `q` given) admission,
+    /// which every create goes through.
+    async fn prepare_new(
+        &self,
+        rr: &ResourceRequest<'_>,
+        mut obj: Value,
+        q: Option<&Query>,
+    ) -> Result<Value, ApiError> {
+        // Errors about a create that generates its name speak of the prefix, as upstream's.
+        let requested = match meta(&obj).get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None => meta(&obj).get("generateName").and_then(Value::as_str).unwrap_or_default().to_string(),
+        };
         objects::prepare_create(rr.res, &mut obj, rr.namespace.as_deref())?;
         self.check_types(rr.res, &obj)?;
         crate::strategy::prepare_create(rr.res, &mut obj);
+        self.check_namespace(rr, name(&obj)).await?;
+        let info = crate::admission::ResourceInfo {
+            res: rr.res,
+            namespace: rr.namespace.as_deref(),
+            sub: rr.sub.as_deref(),
+            name: &requested,
+            dry_run: q.is_some_and(|q| q.get("dryRun") == Some("All")),
+        };
+        if q.is_some() {
+            crate::admission::mutate(self, &info, &mut obj, None).await?;
+        }
         objects::validate_meta(rr.res, &obj)?;
         crate::strategy::validate(rr.res, &obj, None)?;
-        self.check_namespace(rr, name(&obj)).await?;
+        if q.is_some() {
+            crate::admission::validate(self, &info, &obj, None).await?;
+        }
         objects::drop_empty_metadata(&mut obj);
         Ok(obj)
     }
@@ -543,11 +564,17 @@ impl Api {
         if rr.res.group.is_empty() && rr.res.kind == "Service" {
             crate::services::check_update(old, &mut new)?;
         }
+        let info = crate::admission::ResourceInfo {
+            res: rr.res,
+            namespace: rr.namespace.as_deref(),
+            sub: rr.sub.as_deref(),
+            name,
+            dry_run: q.get("dryRun") == Some("All"),
+        };
+        crate::admission::mutate(self, &info, &mut new, Some(old)).await?;
         objects::validate_meta(rr.res, &new)?;
         crate::strategy::validate(rr.res, &new, Some(old))?;
-        let info =
-            crate::admission::ResourceInfo { res: rr.res, namespace: rr.namespace.as_deref(), sub: rr.sub.as_deref() };
-        crate::admission::validate(self, info, &new, Some(old)).await?;
+        crate::admission::validate(self, &info, &new, Some(old)).await?;
         objects::drop_empty_metadata(&mut new);
         self.track_fields(rr, Some(old), &mut new, q);
         self.write(rr, name, new, rev, q.get("dryRun") == Some("All")).await
@@ -666,6 +693,7 @@ impl Api {
         let accepted = options.get("orphanDependents") == Some(&Value::Bool(false));
         loop {
             let (stored, rev) = self.read(rr, &name).await?;
+            crate::admission::validate_delete(self, rr.res, rr.namespace.as_deref(), &stored)?;
             let mut obj = stored.clone();
             if let Some(f) = crate::strategy::gc_finalizers(rr.res, &obj, policy) {
                 if f.is_empty() {

@@ -220,10 +220,8 @@ pub fn apply(res: &Resource, obj: &mut Value) {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec);
             }
-            if obj.get("spec").is_some() {
-                set_default(obj, "/spec/serviceAccountName", json!("default"));
-                set_default(obj, "/spec/serviceAccount", json!("default"));
-            }
+            // The service account itself is chosen by the ServiceAccount admission plugin, which
+            // leaves mirror pods without one.
             set_default(obj, "/spec/enableServiceLinks", json!(true));
             set_default(obj, "/spec/preemptionPolicy", json!("PreemptLowerPriority"));
             set_default(obj, "/spec/priority", json!(0));
@@ -485,7 +483,7 @@ mod tests {
         assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
         assert_eq!(p["spec"]["volumes"][0]["emptyDir"], json!({}));
         assert_eq!(p["spec"]["volumes"][1]["secret"]["defaultMode"], 420);
-        assert_eq!(p["spec"]["serviceAccount"], "default");
+        assert_eq!(p["spec"].get("serviceAccountName"), None);
         assert_eq!(p["spec"]["enableServiceLinks"], true);
     }
 

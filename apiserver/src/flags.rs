@@ -183,7 +183,6 @@ impl Flags {
             )*};
         }
         check!(
-            admission_control_config_file => "--admission-control-config-file",
             proxy_client_cert_file => "--proxy-client-cert-file",
             kubelet_client_certificate => "--kubelet-client-certificate",
             enable_aggregator_routing => "--enable-aggregator-routing",

@@ -60,6 +60,16 @@ async fn bootstrap(api: &Api, port: u16) -> Result<(), apimachinery::ApiError> {
         }
     }
     services::ensure_kubernetes_service(api, port).await?;
+    // The built-in PriorityClasses, as upstream's scheduling post-start hook creates them.
+    let pc = api.registry.find("scheduling.k8s.io", "v1", "priorityclasses").expect("priorityclasses registered");
+    for class in apiserver_admission::pods::system_priority_classes() {
+        let rr = api::ResourceRequest { res: pc, namespace: None, name: None, sub: None };
+        match api.create(&rr, class, &api::Query::default()).await {
+            Ok(c) => tracing::info!(name = %objects::name(&c), "created PriorityClass"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
     if api.auth.modes.contains(&auth::Mode::Rbac) {
         policy::reconcile(api).await?;
     }
@@ -111,8 +121,11 @@ async fn run(flags: Flags) -> Result<(), String> {
         pki::parse_go_duration(&flags.request_timeout).map_err(|e| format!("--request-timeout: {e}"))?;
     api.limits = server::Limits::new(flags.max_requests_inflight, flags.max_mutating_requests_inflight);
     api.auth = auth;
-    api.node_restriction = auth::comma_list(&flags.enable_admission_plugins).iter().any(|p| p == "NodeRestriction")
-        && !auth::comma_list(&flags.disable_admission_plugins).iter().any(|p| p == "NodeRestriction");
+    api.admission = Arc::new(admission::Admission::from_flags(
+        &auth::comma_list(&flags.enable_admission_plugins),
+        &auth::comma_list(&flags.disable_admission_plugins),
+        flags.admission_control_config_file.as_deref(),
+    )?);
     let api = Arc::new(api);
     // Every resource's watch cache starts now, before any client lists: a watch from a list's
     // resourceVersion then always finds the cache at or past it.

@@ -261,7 +261,13 @@ async fn secure(api: &Api, req: &Request<Incoming>) -> Result<UserInfo, ApiError
 /// Serves one request.
 pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     match secure(&api, &req).await {
-        Ok(user) => REQUEST_USER.scope(user, handle_authorized(api, req)).await,
+        Ok(user) => {
+            let work = async {
+                let resp = handle_authorized(api, req).await;
+                with_warnings(resp, &crate::admission::take_warnings())
+            };
+            REQUEST_USER.scope(user, crate::admission::WARNINGS.scope(Default::default(), work)).await
+        }
         Err(e) => error_response(&e),
     }
 }

@@ -380,8 +380,24 @@ fn node_identity_reads_only_what_its_pods_use() {
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers:\n  - name: c\n    image: busybox:1.36\n    env:\n    - name: X\n      valueFrom: {{secretKeyRef: {{name: {secret}, key: a}}}}\n"
         )
     };
+    // The ServiceAccount plugin needs the account pods run as (the controller manager makes it).
+    let err = String::from_utf8_lossy(&c.apply(SA, &pod("p1", "n1", "mine")).stderr).to_string();
+    assert!(
+        err.contains(r#"pods "p1" is forbidden: error looking up service account default/default: serviceaccount "default" not found"#),
+        "{err}"
+    );
+    c.ok(SA, &["create", "serviceaccount", "default"]);
     assert!(c.apply(SA, &pod("p1", "n1", "mine")).status.success());
     assert!(c.apply(SA, &pod("p2", "n2", "theirs")).status.success());
+    // ... and mounts its token, the cluster CA and the namespace in every container.
+    let vol = c.ok(SA, &["get", "pod", "p1", "-o", "jsonpath={.spec.volumes[0].name} {.spec.containers[0].volumeMounts[0].mountPath} {.spec.serviceAccountName} {.spec.tolerations[*].key}"]);
+    assert!(vol.starts_with("kube-api-access-"), "{vol}");
+    assert!(
+        vol.ends_with(" /var/run/secrets/kubernetes.io/serviceaccount default node.kubernetes.io/not-ready node.kubernetes.io/unreachable"),
+        "{vol}"
+    );
+    // The kubelet may fetch that volume's pieces for its own pod.
+    c.ok(kubelet, &["get", "configmap", "kube-root-ca.crt", "--ignore-not-found"]);
     c.ok(kubelet, &["get", "secret", "mine"]);
     let err = c.fails(kubelet, &["get", "secret", "theirs"]);
     assert!(err.contains("no relationship found between node 'n1' and this object"), "{err}");
@@ -398,6 +414,12 @@ fn node_identity_reads_only_what_its_pods_use() {
     let (code, body) = c.curl(&auth, "PATCH", "/api/v1/namespaces/default/pods/p2/status", Some(patch));
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("can only update pod status for pods with spec.nodeName set to itself"), "{body}");
+    // Deletes too: only pods bound to the node.
+    let (code, body) = c.curl(&auth, "DELETE", "/api/v1/namespaces/default/pods/p2", None);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains(r#"node \"n1\" can only delete pods with spec.nodeName set to itself"#), "{body}");
+    let (code, body) = c.curl(&auth, "DELETE", "/api/v1/namespaces/default/pods/p1", None);
+    assert_eq!(code, 200, "{body}");
     let node = |name: &str| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
     let out = c.apply(kubelet, &node("n1"));
     assert!(out.status.success(), "{}", stderr(&out));

@@ -367,7 +367,14 @@ fn defaults_and_validation_through_kubectl() {
     s.ok(&["run", "p", "--image=busybox:1.36", "--port=8080"]);
     let p = get_json(&s, &["pod", "p"]);
     assert_eq!(p["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
-    assert_eq!(p["spec"]["serviceAccount"], "default");
+    // The service account is the ServiceAccount plugin's to set (off in these tests); the default
+    // tolerations and the priority come from DefaultTolerationSeconds and Priority.
+    assert_eq!(p["spec"].get("serviceAccountName"), None);
+    assert_eq!(
+        p["spec"]["tolerations"][0],
+        serde_json::json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+    );
+    assert_eq!(p["spec"]["priority"], 0);
     assert_eq!(p["spec"]["containers"][0]["terminationMessagePolicy"], "File");
     // stringData is write-only: folded into data.
     s.ok(&[

@@ -9,7 +9,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret,
+    Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -38,6 +39,8 @@ pub struct Context {
     csrs: OnceLock<Arc<Informer<CertificateSigningRequest>>>,
     system_secrets: OnceLock<Arc<Informer<Secret>>>,
     secrets: OnceLock<Arc<Informer<Secret>>>,
+    resourcequotas: OnceLock<Arc<Informer<ResourceQuota>>>,
+    pvcs: OnceLock<Arc<Informer<PersistentVolumeClaim>>>,
 }
 
 macro_rules! informer {
@@ -73,6 +76,8 @@ impl Context {
             csrs: OnceLock::new(),
             system_secrets: OnceLock::new(),
             secrets: OnceLock::new(),
+            resourcequotas: OnceLock::new(),
+            pvcs: OnceLock::new(),
         })
     }
 
@@ -91,6 +96,8 @@ impl Context {
     informer!(jobs, Job);
     informer!(csrs, CertificateSigningRequest);
     informer!(secrets, Secret);
+    informer!(resourcequotas, ResourceQuota);
+    informer!(pvcs, PersistentVolumeClaim);
 
     /// Secrets of `kube-system` (bootstrap tokens).
     pub fn system_secrets(&self) -> Arc<Informer<Secret>> {

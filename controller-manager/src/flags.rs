@@ -42,6 +42,12 @@ pub struct Flags {
     pub concurrent_namespace_syncs: usize,
     #[arg(long, default_value_t = 5)]
     pub concurrent_serviceaccount_token_syncs: usize,
+    /// The number of resource quotas that are allowed to sync concurrently
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_resource_quota_syncs: usize,
+    /// The period for syncing quota usage status in the system
+    #[arg(long, default_value = "5m0s")]
+    pub resource_quota_sync_period: GoDuration,
     #[arg(long, default_value_t = 5)]
     pub concurrent_endpoint_syncs: usize,
     #[arg(long, default_value_t = 5)]

@@ -49,14 +49,27 @@ fn local_up_runs_a_deployment_in_containerd_and_down_cleans_up() {
     assert!(node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("containerd://"));
     assert!(node["spec"]["podCIDR"].as_str().is_some(), "the controller manager gave the node a pod CIDR");
 
-    // `kubectl run x --image=busybox:1.36 -- echo hi` works with no registry.
-    c.k(&["run", "x", "--image=busybox:1.36", "--restart=Never", "--", "echo", "hi"]);
+    // The controller manager gave the namespace its `default` service account (waited for, as
+    // upstream's e2e framework does: the ServiceAccount admission plugin refuses pods until then).
+    c.wait("the default service account", Duration::from_secs(30), || {
+        c.kubectl(&["get", "serviceaccount", "default"]).status.success().then_some(())
+    });
+    // `kubectl run x --image=busybox:1.36 -- echo hi` works with no registry, and the pod sees the
+    // service-account volume the ServiceAccount plugin added: its namespace, token and CA.
+    const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let script = format!(
+        "echo hi; echo ns=$(cat {SA_DIR}/namespace); test -s {SA_DIR}/token && echo token-ok; grep -q CERTIFICATE {SA_DIR}/ca.crt && echo ca-ok"
+    );
+    c.k(&["run", "x", "--image=busybox:1.36", "--restart=Never", "--", "sh", "-c", &script]);
     let p = c.wait_pod("default", "x", "Succeeded", 90, |p| p["status"]["phase"] == "Succeeded");
     assert_eq!(cstatus(&p)["state"]["terminated"]["exitCode"], 0);
     assert_eq!(cstatus(&p)["state"]["terminated"]["reason"], "Completed");
     let uid = p["metadata"]["uid"].as_str().unwrap();
     let log = std::fs::read_to_string(c.path(&format!("logs/pods/default_x_{uid}/x/0.log"))).unwrap();
     assert!(log.contains(" stdout F hi"), "the container's output is in its CRI log file: {log}");
+    for line in [" stdout F ns=default", " stdout F token-ok", " stdout F ca-ok"] {
+        assert!(log.contains(line), "{line:?} in {log}");
+    }
     // `kubectl logs` goes through the kubelet's port 10250, not served yet: a clear error, not the pod.
     let o = c.kubectl(&["logs", "x"]);
     assert!(!o.status.success());
@@ -101,6 +114,14 @@ fn local_up_runs_a_deployment_in_containerd_and_down_cleans_up() {
         assert_eq!(cstatus(p)["restartCount"], 0, "{p}");
         assert_eq!(p["status"]["phase"], "Running");
     }
+
+    // ResourceQuota: the controller publishes the quota and counts the running pods (the finished one
+    // does not count), and gives back what a scaled-down pod held.
+    c.k(&["create", "quota", "q", "--hard=pods=10"]);
+    let used = || c.k(&["get", "quota", "q", "-o", "jsonpath={.status.hard.pods}/{.status.used.pods}"]);
+    c.wait("the quota to count two pods", Duration::from_secs(30), || (used() == "10/2").then_some(()));
+    c.k(&["scale", "deployment", "web", "--replicas=1"]);
+    c.wait("the quota to give a pod back", Duration::from_secs(90), || (used() == "10/1").then_some(()));
 
     // --down: every process stopped, every sandbox removed (so no container, shim or mount is left).
     let pids: Vec<i32> = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet"]

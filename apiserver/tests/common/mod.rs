@@ -31,6 +31,11 @@ impl Server {
     /// may take the same one first: the start is retried on another port when the bind fails.
     pub fn start_on(addr: &str, backend_args: Vec<String>) -> Server {
         let mut args = vec!["--bind-address".to_string(), addr.to_string()];
+        // No controller manager runs beside these servers, so nothing creates the `default` service
+        // accounts the ServiceAccount plugin looks up (upstream's integration tests turn it off too).
+        if !backend_args.iter().any(|a| a.starts_with("--disable-admission-plugins")) {
+            args.extend(["--disable-admission-plugins".to_string(), "ServiceAccount".to_string()]);
+        }
         args.extend(backend_args);
         for attempt in 0.. {
             let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod tokens;
@@ -42,6 +43,7 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
     ("taint-eviction-controller", &["tainteviction"], true, nodelifecycle::start_taint_eviction),
     ("node-ipam-controller", &["nodeipam"], true, nodelifecycle::start_ipam),
     ("pod-garbage-collector-controller", &["podgc"], true, podgc::start),
+    ("resourcequota-controller", &["resourcequota"], true, resourcequota::start),
     ("clusterrole-aggregation-controller", &["clusterrole-aggregation"], true, misc::start_clusterrole_aggregation),
     ("ttl-after-finished-controller", &["ttl-after-finished"], true, misc::start_ttl_after_finished),
     ("certificatesigningrequest-signing-controller", &["csrsigning"], true, certificates::start_signing),
