@@ -58,6 +58,10 @@ impl Cluster {
                 .arg(dir.path().join("data"))
                 .arg("--cert-dir")
                 .arg(dir.path().join("certs"))
+                // These tests play the other components themselves and choose pods' tolerations and
+                // nodes' taints explicitly: no `default` service accounts unless a test starts the
+                // controller, no default tolerations, no not-ready taint on new nodes.
+                .args(["--disable-admission-plugins", "ServiceAccount,DefaultTolerationSeconds,TaintNodesByCondition"])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
