@@ -111,23 +111,6 @@ fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
 }
 
-/// The objects of a resource (in one namespace, when given) as the watch cache holds them now.
-pub async fn list_objects(api: &Api, group: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
-    let Some(res) = api.registry.resources.iter().find(|r| r.group == group && r.plural == plural) else {
-        return Vec::new();
-    };
-    let prefix = list_prefix(&res.storage_path(), namespace.filter(|n| !n.is_empty()));
-    let Ok((items, _)) = api.cache(res).list(&prefix, 0).await else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-        .map(|mut o| {
-            crate::strategy::from_storage(res, &mut o);
-            o
-        })
-        .collect()
-}
-
 /// The mutating plugins, on a create (`old` is `None`) or update.
 pub async fn mutate(api: &Api, r: &ResourceInfo<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     let on = |p: &str| api.admission.plugins.on(p);
@@ -137,7 +120,7 @@ pub async fn mutate(api: &Api, r: &ResourceInfo<'_>, obj: &mut Value, old: Optio
     }
     if r.is("", "pods") {
         if on("LimitRanger") {
-            let ranges = list_objects(api, "", "limitranges", Some(ns)).await;
+            let ranges = api.list_cached("", "limitranges", Some(ns), false).await;
             limits::apply_defaults(obj, &ranges);
         }
         if on("ServiceAccount") {
@@ -158,7 +141,7 @@ pub async fn mutate(api: &Api, r: &ResourceInfo<'_>, obj: &mut Value, old: Optio
         if on("Priority") {
             let class_name = obj.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
             let (class, global) = if class_name.is_empty() {
-                let classes = list_objects(api, "scheduling.k8s.io", "priorityclasses", None).await;
+                let classes = api.list_cached("scheduling.k8s.io", "priorityclasses", None, false).await;
                 let global = classes
                     .into_iter()
                     .filter(|c| c.get("globalDefault") == Some(&Value::Bool(true)))
@@ -186,7 +169,7 @@ pub async fn mutate(api: &Api, r: &ResourceInfo<'_>, obj: &mut Value, old: Optio
     }
     if r.is("", "persistentvolumeclaims") {
         if on("DefaultStorageClass") && obj.pointer("/spec/storageClassName").is_none() {
-            let classes = list_objects(api, "storage.k8s.io", "storageclasses", None).await;
+            let classes = api.list_cached("storage.k8s.io", "storageclasses", None, false).await;
             if let Some(class) = pods::default_storage_class(&classes) {
                 obj["spec"]["storageClassName"] = Value::String(class);
             }
@@ -218,9 +201,9 @@ pub async fn validate(api: &Api, r: &ResourceInfo<'_>, new: &Value, old: Option<
     let ns = r.namespace.unwrap_or("");
     if on("LimitRanger") && old.is_none() && r.sub.is_none() {
         let errs = if r.is("", "pods") {
-            limits::validate_pod(new, &list_objects(api, "", "limitranges", Some(ns)).await)
+            limits::validate_pod(new, &api.list_cached("", "limitranges", Some(ns), false).await)
         } else if r.is("", "persistentvolumeclaims") {
-            limits::validate_claim(new, &list_objects(api, "", "limitranges", Some(ns)).await)
+            limits::validate_claim(new, &api.list_cached("", "limitranges", Some(ns), false).await)
         } else {
             Vec::new()
         };

@@ -225,6 +225,25 @@ impl Api {
             .clone()
     }
 
+    /// The objects of a resource (in one namespace, when given) from its watch cache; `fresh` waits
+    /// until the cache has caught up with the store's current revision.
+    pub async fn list_cached(&self, group: &str, plural: &str, namespace: Option<&str>, fresh: bool) -> Vec<Value> {
+        let Some(res) = self.registry.resources.iter().find(|r| r.group == group && r.plural == plural) else {
+            return Vec::new();
+        };
+        let min = if fresh { self.store.current_revision().await.unwrap_or(0) } else { 0 };
+        let prefix = list_prefix(&res.storage_path(), namespace.filter(|n| !n.is_empty()));
+        let Ok((items, _)) = self.cache(res).list(&prefix, min).await else { return Vec::new() };
+        items
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .map(|mut o| {
+                crate::strategy::from_storage(res, &mut o);
+                o
+            })
+            .collect()
+    }
+
     fn key(&self, rr: &ResourceRequest, name: &str) -> String {
         object_key(&rr.res.storage_path(), rr.namespace.as_deref(), name)
     }

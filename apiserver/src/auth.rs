@@ -592,15 +592,9 @@ pub async fn get_object(api: &Api, group: &str, plural: &str, namespace: Option<
 
 /// The pods bound to a node (in one namespace, when given), from the watch cache.
 async fn pods_on_node(api: &Api, node: &str, namespace: Option<&str>) -> Vec<Value> {
-    let Some(res) = api.registry.find("", "v1", "pods") else { return Vec::new() };
-    let prefix = apiserver_storage::keys::list_prefix(&res.storage_path(), namespace.filter(|n| !n.is_empty()));
-    let min = api.store.current_revision().await.unwrap_or(0);
-    let Ok((items, _)) = api.cache(res).list(&prefix, min).await else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-        .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
-        .collect()
+    let mut pods = api.list_cached("", "pods", namespace, true).await;
+    pods.retain(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node));
+    pods
 }
 
 /// The 403 for a request the authorizers did not allow, as upstream's forbidden writer words it.

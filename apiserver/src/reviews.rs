@@ -229,31 +229,14 @@ pub async fn token_request(api: &Api, rr: &ResourceRequest<'_>, body: Value) -> 
         .await
         .ok_or_else(|| ApiError::not_found(&apimachinery::GroupResource::new("", "serviceaccounts"), &sa_name))?;
     let mut spec = body.get("spec").cloned().unwrap_or(json!({}));
-    let gk = ("authentication.k8s.io", "TokenRequest");
     let mut expiration = spec["expirationSeconds"].as_i64().unwrap_or(3600);
+    let invalid = |cause: Cause| ApiError::invalid("authentication.k8s.io", "TokenRequest", "", vec![cause]);
+    let too = |why: &str| Cause::invalid("spec.expirationSeconds", &json!(expiration), why);
     if expiration < 600 {
-        return Err(ApiError::invalid(
-            gk.0,
-            gk.1,
-            "",
-            vec![Cause::invalid(
-                "spec.expirationSeconds",
-                &json!(expiration),
-                "may not specify a duration less than 10 minutes",
-            )],
-        ));
+        return Err(invalid(too("may not specify a duration less than 10 minutes")));
     }
     if expiration > 1 << 32 {
-        return Err(ApiError::invalid(
-            gk.0,
-            gk.1,
-            "",
-            vec![Cause::invalid(
-                "spec.expirationSeconds",
-                &json!(expiration),
-                "may not specify a duration larger than 2^32 seconds",
-            )],
-        ));
+        return Err(invalid(too("may not specify a duration larger than 2^32 seconds")));
     }
     if let Some(max) = api.auth.max_token_expiration {
         expiration = expiration.min(max.as_secs() as i64);
@@ -273,12 +256,11 @@ pub async fn token_request(api: &Api, rr: &ResourceRequest<'_>, body: Value) -> 
             "Secret" => ("secrets", "secret", true),
             "Node" => ("nodes", "node", false),
             other => {
-                return Err(ApiError::invalid(
-                    gk.0,
-                    gk.1,
-                    "",
-                    vec![Cause::not_supported("spec.boundObjectRef.kind", &json!(other), &["Pod", "Secret", "Node"])],
-                ));
+                return Err(invalid(Cause::not_supported(
+                    "spec.boundObjectRef.kind",
+                    &json!(other),
+                    &["Pod", "Secret", "Node"],
+                )));
             }
         };
         let gr = apimachinery::GroupResource::new("", plural);

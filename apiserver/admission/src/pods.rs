@@ -98,10 +98,12 @@ pub fn mirror_pod_problem(pod: &Value) -> Option<&'static str> {
         return Some("a mirror pod may not reference service accounts");
     }
     for v in spec.get("volumes").and_then(Value::as_array).into_iter().flatten() {
-        if v.get("secret").is_some() || v.get("projected").is_some_and(|p| p.to_string().contains("\"secret\"")) {
+        let sources: Vec<&Value> =
+            v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten().collect();
+        if v.get("secret").is_some() || sources.iter().any(|s| s.get("secret").is_some()) {
             return Some("a mirror pod may not reference secrets");
         }
-        if v.get("projected").is_some_and(|p| p.to_string().contains("serviceAccountToken")) {
+        if sources.iter().any(|s| s.get("serviceAccountToken").is_some()) {
             return Some("a mirror pod may not use ServiceAccountToken volume projections");
         }
     }
@@ -295,6 +297,21 @@ mod tests {
         let mut pod = json!({"spec": {"automountServiceAccountToken": true, "containers": [{"name": "a"}]}});
         add_service_account(&mut pod, &json!({"automountServiceAccountToken": false}), "abcde");
         assert!(pod["spec"]["volumes"].is_array());
+    }
+
+    #[test]
+    fn mirror_pods_are_judged_by_their_volume_sources() {
+        let cm_named_secret = json!({"spec": {"volumes": [{"name": "v", "projected": {"sources": [{"configMap": {"name": "secret"}}]}}]}});
+        assert_eq!(mirror_pod_problem(&cm_named_secret), None);
+        let secret =
+            json!({"spec": {"volumes": [{"name": "v", "projected": {"sources": [{"secret": {"name": "s"}}]}}]}});
+        assert_eq!(mirror_pod_problem(&secret), Some("a mirror pod may not reference secrets"));
+        let token = json!({"spec": {"volumes": [{"name": "v", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]}});
+        assert_eq!(mirror_pod_problem(&token), Some("a mirror pod may not use ServiceAccountToken volume projections"));
+        assert_eq!(
+            mirror_pod_problem(&json!({"spec": {"serviceAccountName": "x"}})),
+            Some("a mirror pod may not reference service accounts")
+        );
     }
 
     #[test]

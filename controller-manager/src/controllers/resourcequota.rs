@@ -9,8 +9,8 @@ use crate::context::Context;
 use component_base::informer::{key_of, split_key, Change};
 use component_base::workqueue::WorkQueue;
 use k8s_openapi::api::core::v1::ResourceQuota;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::{json, Value};
+use kube::api::{Api, PostParams};
+use serde_json::Value;
 use std::sync::Arc;
 
 pub fn start(ctx: &Arc<Context>) {
@@ -126,11 +126,13 @@ async fn sync(ctx: &Context, key: &str) -> SyncResult {
     if quota.get("status") == Some(&status) {
         return Ok(None);
     }
-    // Guarded by the resourceVersion: a charge admitted since the informer saw the quota wins, and the
-    // quota is recounted again from the newer state.
-    let patch = json!({"metadata": {"resourceVersion": rq.metadata.resource_version}, "status": status});
+    // An update of the status (the verb upstream's controller role grants), guarded by the
+    // resourceVersion the informer saw: a charge admitted since then wins, and the quota is recounted
+    // again from the newer state.
+    let mut updated = rq.as_ref().clone();
+    updated.status = Some(serde_json::from_value(status).map_err(|e| super::SyncError::Other(e.to_string()))?);
     let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), ns);
-    match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api.replace_status(name, &PostParams::default(), &updated).await {
         Ok(_) => Ok(None),
         Err(e) if super::has_code(&e, &[404]) => Ok(None),
         Err(e) if super::has_code(&e, &[409]) => Ok(Some(std::time::Duration::from_millis(200))),
