@@ -258,6 +258,40 @@ impl ApiError {
         Self::new(503, "ServiceUnavailable", message.into())
     }
 
+    /// A `Status` another party answered with (an admission webhook's denial), passed on as it came.
+    /// Reasons outside upstream's list are dropped, as a client could not act on them.
+    pub fn from_status(s: &Value) -> Self {
+        const REASONS: &[&str] = &[
+            "Unauthorized",
+            "Forbidden",
+            "NotFound",
+            "AlreadyExists",
+            "Conflict",
+            "Gone",
+            "Invalid",
+            "ServerTimeout",
+            "StoreReadError",
+            "Timeout",
+            "TooManyRequests",
+            "BadRequest",
+            "MethodNotAllowed",
+            "NotAcceptable",
+            "RequestEntityTooLarge",
+            "UnsupportedMediaType",
+            "InternalError",
+            "Expired",
+            "ServiceUnavailable",
+        ];
+        let reason = s.get("reason").and_then(Value::as_str).unwrap_or("");
+        ApiError {
+            code: s.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(500),
+            reason: REASONS.iter().find(|r| **r == reason).copied().unwrap_or(""),
+            message: s.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+            details: s.get("details").filter(|d| d.is_object()).cloned(),
+            retry_after: None,
+        }
+    }
+
     /// The `Status` object upstream sends.
     pub fn to_status(&self) -> Value {
         let mut s = json!({
@@ -269,6 +303,9 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            s.as_object_mut().expect("object").remove("reason");
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

@@ -102,6 +102,21 @@ impl ResourceInfo<'_> {
     fn is(&self, group: &str, plural: &str) -> bool {
         self.res.group == group && self.res.plural == plural
     }
+    fn operation(&self, old: Option<&Value>) -> &'static str {
+        if old.is_some() {
+            "UPDATE"
+        } else {
+            "CREATE"
+        }
+    }
+    /// The request's options as webhooks are shown them.
+    fn options(&self) -> Value {
+        if self.dry_run {
+            serde_json::json!({"dryRun": ["All"]})
+        } else {
+            serde_json::json!({})
+        }
+    }
     fn forbidden(&self, why: &str) -> ApiError {
         ApiError::forbidden(&GroupResource::new(self.res.group, self.res.plural), self.name, why)
     }
@@ -111,13 +126,19 @@ fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
 }
 
-/// The mutating plugins, on a create (`old` is `None`) or update.
+/// The mutating plugins, on a create (`old` is `None`) or update: the built-in ones, then the
+/// mutating webhooks.
 pub async fn mutate(api: &Api, r: &ResourceInfo<'_>, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    if old.is_none() && r.sub.is_none() {
+        builtin_mutate(api, r, obj).await?;
+    }
+    crate::webhook::mutate(api, r, r.operation(old), Some(obj), old, r.options()).await
+}
+
+/// The built-in mutating plugins, which act on creates only.
+async fn builtin_mutate(api: &Api, r: &ResourceInfo<'_>, obj: &mut Value) -> Result<(), ApiError> {
     let on = |p: &str| api.admission.plugins.on(p);
     let ns = r.namespace.unwrap_or("");
-    if old.is_some() || r.sub.is_some() {
-        return Ok(());
-    }
     if r.is("", "pods") {
         if on("LimitRanger") {
             let ranges = api.list_cached("", "limitranges", Some(ns), false).await;
@@ -230,6 +251,7 @@ pub async fn validate(api: &Api, r: &ResourceInfo<'_>, new: &Value, old: Option<
             }
         }
     }
+    crate::webhook::validate(api, r, r.operation(old), Some(new), old, r.options()).await?;
     if on("ResourceQuota") && r.sub.is_none() && r.res.namespaced {
         charge_quota(api, r, new, old).await?;
     }
@@ -253,6 +275,26 @@ pub fn validate_delete(api: &Api, res: &Resource, namespace: Option<&str>, obj: 
         return Ok(());
     }
     node_restriction(node, &r, obj, None)
+}
+
+/// The mutating and validating webhooks on a delete, shown the object being deleted and the
+/// request's `DeleteOptions`.
+pub async fn delete_webhooks(
+    api: &Api,
+    rr: &crate::api::ResourceRequest<'_>,
+    name: &str,
+    stored: &Value,
+    options: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    let r = ResourceInfo { res: rr.res, namespace: rr.namespace.as_deref(), sub: None, name, dry_run };
+    let mut opts = if options.is_object() { options.clone() } else { serde_json::json!({}) };
+    if let Some(o) = opts.as_object_mut() {
+        o.remove("kind");
+        o.remove("apiVersion");
+    }
+    crate::webhook::mutate(api, &r, "DELETE", None, Some(stored), opts.clone()).await?;
+    crate::webhook::validate(api, &r, "DELETE", None, Some(stored), opts).await
 }
 
 /// PodSecurity: pods are checked against the namespace's enforce level (403) and warn level

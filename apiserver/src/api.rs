@@ -50,6 +50,8 @@ pub struct Api {
     pub auth: Arc<crate::auth::Auth>,
     /// The admission plugins and their configuration.
     pub admission: Arc<crate::admission::Admission>,
+    /// The HTTPS client admission webhooks are called with.
+    pub webhooks: crate::webhook::Client,
 }
 
 #[derive(Default)]
@@ -212,6 +214,7 @@ impl Api {
             request_timeout: Duration::from_secs(60),
             auth: Arc::new(crate::auth::Auth::default()),
             admission: Arc::new(crate::admission::Admission::default()),
+            webhooks: crate::webhook::Client::default(),
         }
     }
 
@@ -713,6 +716,7 @@ impl Api {
         loop {
             let (stored, rev) = self.read(rr, &name).await?;
             crate::admission::validate_delete(self, rr.res, rr.namespace.as_deref(), &stored)?;
+            crate::admission::delete_webhooks(self, rr, &name, &stored, options, dry_run).await?;
             let mut obj = stored.clone();
             if let Some(f) = crate::strategy::gc_finalizers(rr.res, &obj, policy) {
                 if f.is_empty() {

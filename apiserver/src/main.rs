@@ -19,6 +19,7 @@ mod strategy;
 mod tables;
 mod tls;
 mod validation;
+mod webhook;
 
 use api::Api;
 use apiserver_storage::{EtcdConfig, StorageConfig};

@@ -18,6 +18,14 @@ pub struct Metrics {
     pub authn_attempts: IntCounterVec,
     /// `apiserver_authorization_decisions_total{type, name, decision}`.
     pub authz_decisions: IntCounterVec,
+    /// `apiserver_admission_webhook_admission_duration_seconds{name, type, operation, rejected}`.
+    pub webhook_duration: HistogramVec,
+    /// `apiserver_admission_webhook_request_total{name, type, operation, code, rejected}`.
+    pub webhook_requests: IntCounterVec,
+    /// `apiserver_admission_webhook_rejection_count{name, type, operation, error_type, rejection_code}`.
+    pub webhook_rejections: IntCounterVec,
+    /// `apiserver_admission_webhook_fail_open_count{name, type}`.
+    pub webhook_fail_open: IntCounterVec,
 }
 
 const REQUEST_BUCKETS: &[f64] = &[
@@ -71,8 +79,45 @@ impl Metrics {
             &["type", "name", "decision"],
         )
         .expect("metric");
+        let webhook_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "apiserver_admission_webhook_admission_duration_seconds",
+                "Admission webhook latency histogram in seconds, identified by name and broken out for each operation and API resource and type (validate or admit).",
+            )
+            .buckets(vec![0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 25.0]),
+            &["name", "type", "operation", "rejected"],
+        )
+        .expect("metric");
+        let webhook_requests = IntCounterVec::new(
+            Opts::new(
+                "apiserver_admission_webhook_request_total",
+                "Admission webhook request total, identified by name and broken out for each admission type (validating or mutating) and operation. Additional labels specify whether the request was rejected or not and an HTTP status code. Codes greater than 600 are truncated to 600, to keep the metrics cardinality bounded.",
+            ),
+            &["name", "type", "operation", "code", "rejected"],
+        )
+        .expect("metric");
+        let webhook_rejections = IntCounterVec::new(
+            Opts::new(
+                "apiserver_admission_webhook_rejection_count",
+                "Admission webhook rejection count, identified by name and broken out for each admission type (validating or admit) and operation. Additional labels specify an error type (calling_webhook_error or apiserver_internal_error if an error occurred; no_error otherwise) and optionally a non-zero rejection code if the webhook rejects the request with an HTTP status code (honored by the apiserver when the code is greater or equal to 400). Codes greater than 600 are truncated to 600, to keep the metrics cardinality bounded.",
+            ),
+            &["name", "type", "operation", "error_type", "rejection_code"],
+        )
+        .expect("metric");
+        let webhook_fail_open = IntCounterVec::new(
+            Opts::new(
+                "apiserver_admission_webhook_fail_open_count",
+                "Admission webhook fail open count, identified by name and broken out for each admission type (validating or mutating).",
+            ),
+            &["name", "type"],
+        )
+        .expect("metric");
         for c in [
-            Box::new(authn_attempts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhook_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhook_requests.clone()),
+            Box::new(webhook_rejections.clone()),
+            Box::new(webhook_fail_open.clone()),
+            Box::new(authn_attempts.clone()),
             Box::new(authz_decisions.clone()),
             Box::new(requests.clone()),
             Box::new(durations.clone()),
@@ -81,7 +126,19 @@ impl Metrics {
         ] {
             registry.register(c).expect("register metric");
         }
-        Metrics { registry, requests, durations, storage_objects, etcd, authn_attempts, authz_decisions }
+        Metrics {
+            registry,
+            requests,
+            durations,
+            storage_objects,
+            etcd,
+            authn_attempts,
+            authz_decisions,
+            webhook_duration,
+            webhook_requests,
+            webhook_rejections,
+            webhook_fail_open,
+        }
     }
 
     pub fn render(&self) -> String {

@@ -6,6 +6,7 @@ pub mod limits;
 pub mod pods;
 pub mod podsecurity;
 pub mod quota;
+pub mod webhook;
 
 use std::collections::BTreeSet;
 
