@@ -8,7 +8,8 @@
 //! StorageObjectInUseProtection. Validating: RBAC escalation prevention (always on with RBAC
 //! authorization, as upstream's RBAC storage), NodeRestriction, LimitRanger constraints, PodSecurity
 //! (enforce errors, warn `Warning:` headers, on pods and on workload templates),
-//! PersistentVolumeClaimResize, and ResourceQuota last, charging quotas atomically before the write.
+//! PersistentVolumeClaimResize, CertificateApproval/CertificateSigning/CertificateSubjectRestriction, the
+//! validating webhooks, and ResourceQuota last, charging quotas atomically before the write.
 
 use crate::api::Api;
 use crate::auth::{get_object, Mode};
@@ -235,6 +236,9 @@ pub async fn validate(api: &Api, r: &ResourceInfo<'_>, new: &Value, old: Option<
     if on("PodSecurity") {
         pod_security(api, r, user.as_ref(), new, old).await?;
     }
+    if r.is("certificates.k8s.io", "certificatesigningrequests") {
+        certificates(api, r, user.as_ref(), new, old).await?;
+    }
     if on("PersistentVolumeClaimResize") && r.is("", "persistentvolumeclaims") && r.sub.is_none() {
         if let Some(old) = old {
             if pods::claim_storage(new) > pods::claim_storage(old) {
@@ -452,18 +456,74 @@ fn missing_requests(r: &ResourceInfo<'_>, q: &Value, pod: &Value) -> Result<(), 
     Err(r.forbidden(&format!("failed quota: {}: must specify {}", name_of(q), missing.join(","))))
 }
 
-async fn allowed(api: &Api, user: &UserInfo, verb: &str, resource: &str, namespace: &str, name: &str) -> bool {
+/// Whether the authorizers allow `user` the verb on a resource (what admission plugins ask beyond the
+/// request's own authorization).
+async fn allowed(api: &Api, user: &UserInfo, verb: &str, gr: (&str, &str), namespace: &str, name: &str) -> bool {
     let a = Attributes {
         user: user.clone(),
         verb: verb.into(),
         resource_request: true,
         namespace: namespace.into(),
-        api_group: "rbac.authorization.k8s.io".into(),
-        resource: resource.into(),
+        api_group: gr.0.into(),
+        resource: gr.1.into(),
         name: name.into(),
         ..Default::default()
     };
     api.auth.authorize(api, &a).await.allowed()
+}
+
+/// Upstream's signer authorization: the verb on `signers` named after the signer, or after its
+/// domain's wildcard (`example.com/*`).
+async fn allowed_for_signer(api: &Api, user: &UserInfo, verb: &str, signer: &str) -> bool {
+    const SIGNERS: (&str, &str) = ("certificates.k8s.io", "signers");
+    if allowed(api, user, verb, SIGNERS, "", signer).await {
+        return true;
+    }
+    let domain = signer.split('/').next().unwrap_or("");
+    allowed(api, user, verb, SIGNERS, "", &format!("{domain}/*")).await
+}
+
+/// CertificateApproval (approving or denying needs `approve` on the signer), CertificateSigning
+/// (setting `status.certificate` needs `sign`), both judged on the stored request's signer, and
+/// CertificateSubjectRestriction (no `system:masters` in requests to the API-server client signer).
+async fn certificates(
+    api: &Api,
+    r: &ResourceInfo<'_>,
+    user: Option<&UserInfo>,
+    new: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let on = |p: &str| api.admission.plugins.on(p);
+    let signer = |o: &Value| o.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or("").to_string();
+    match (r.sub, old, user) {
+        (Some("approval"), Some(old), Some(user)) if on("CertificateApproval") => {
+            let signer = signer(old);
+            if !allowed_for_signer(api, user, "approve", &signer).await {
+                return Err(r.forbidden(&format!("user not permitted to approve requests with signerName {signer:?}")));
+            }
+        }
+        (Some("status"), Some(old), Some(user)) if on("CertificateSigning") => {
+            let cert = |o: &Value| o.pointer("/status/certificate").cloned();
+            let signer = signer(old);
+            if cert(new) != cert(old) && !allowed_for_signer(api, user, "sign", &signer).await {
+                return Err(r.forbidden(&format!("user not permitted to sign requests with signerName {signer:?}")));
+            }
+        }
+        (None, None, _) if on("CertificateSubjectRestriction") => {
+            const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+            if signer(new) != CLIENT {
+                return Ok(());
+            }
+            let request = new.pointer("/spec/request").and_then(Value::as_str).unwrap_or("");
+            let pem = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, request).unwrap_or_default();
+            let info = pki::csr::parse(&pem).map_err(|e| r.forbidden(&format!("unable to parse csr: {e}")))?;
+            if info.organizations.iter().any(|o| o == apiserver_auth::MASTERS) {
+                return Err(r.forbidden(&format!("use of {CLIENT} signer with system:masters group is not allowed")));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 async fn escalation(api: &Api, user: &UserInfo, r: &ResourceInfo<'_>, obj: &Value) -> Result<(), ApiError> {
@@ -474,7 +534,7 @@ async fn escalation(api: &Api, user: &UserInfo, r: &ResourceInfo<'_>, obj: &Valu
     let snap = api.auth.rbac_snapshot(api, true).await?;
     let requested: Vec<Rule> = match r.res.plural {
         "roles" | "clusterroles" => {
-            if allowed(api, user, "escalate", r.res.plural, ns, name_of(obj)).await {
+            if allowed(api, user, "escalate", (r.res.group, r.res.plural), ns, name_of(obj)).await {
                 return Ok(());
             }
             // An aggregated role also grants what it selects.
@@ -487,7 +547,7 @@ async fn escalation(api: &Api, user: &UserInfo, r: &ResourceInfo<'_>, obj: &Valu
             let role_name = obj.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
             let role_resource = if role_kind == "Role" { "roles" } else { "clusterroles" };
             // Checked in the binding's namespace, which cluster-wide grants of `bind` also cover.
-            if allowed(api, user, "bind", role_resource, ns, role_name).await {
+            if allowed(api, user, "bind", (r.res.group, role_resource), ns, role_name).await {
                 return Ok(());
             }
             snap.role_ref_rules(&obj["roleRef"], ns)

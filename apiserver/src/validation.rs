@@ -801,6 +801,13 @@ pub fn other_kinds(group: &str, kind: &str, obj: &Value, old: Option<&Value>, ca
         }
         ("certificates.k8s.io", "CertificateSigningRequest") => {
             required_str(obj, "/spec/request", "spec.request", causes);
+            if let Some(request) = obj.pointer("/spec/request").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+                let pem =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, request).unwrap_or_default();
+                if let Err(why) = pki::csr::parse(&pem) {
+                    causes.push(Cause::invalid("spec.request", &json!(request), &why));
+                }
+            }
             required_str(obj, "/spec/signerName", "spec.signerName", causes);
             let usages = obj.pointer("/spec/usages").and_then(Value::as_array);
             if usages.is_none_or(|u| u.is_empty()) {

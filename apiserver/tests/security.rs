@@ -506,3 +506,80 @@ fn bootstrap_policy_survives_restart_and_respects_user_edits() {
     let heapster = c.ok(SA, &["get", "clusterrole", "system:heapster", "-o", "jsonpath={.rules}"]);
     assert!(!heapster.contains("pods"), "{heapster}");
 }
+
+/// A CertificateSigningRequest manifest for a fresh key with this subject.
+fn csr_yaml(name: &str, cn: &str, orgs: &[&str], signer: &str) -> String {
+    use base64::Engine;
+    let key = pki::keys::KeyAlgorithm::EcdsaP256.generate().unwrap();
+    let pem = pki::csr::new_request(cn, orgs, &pki::cert::AltNames::default(), &key).unwrap();
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  signerName: {signer}\n  usages: [client auth]\n  request: {request}\n"
+    )
+}
+
+#[test]
+fn certificate_requests_need_signer_permissions() {
+    let c = Cluster::start(&[]);
+    const SA: &str = "super-admin.conf";
+    let bind = |role: &str, rules: &str| {
+        let yaml = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {role}}}\nrules:\n{rules}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {role}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: csr-bob}}\n"
+        );
+        let out = c.apply(SA, &yaml);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    bind(
+        "csr-handler",
+        "- {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests], verbs: [create, get, list, watch]}\n- {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests/approval, certificatesigningrequests/status], verbs: [get, update, patch]}\n",
+    );
+    let out = c.apply(SA, &csr_yaml("widget", "bob", &["devs"], "example.com/widgets"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // CertificateApproval: updating the approval needs `approve` on the signer (or its domain).
+    let as_bob = ["--as", "csr-bob"];
+    let approve = ["certificate", "approve", "widget", as_bob[0], as_bob[1]];
+    let err = c.fails(SA, &approve);
+    assert!(
+        err.contains(r#"Error from server (Forbidden): certificatesigningrequests.certificates.k8s.io "widget" is forbidden: user not permitted to approve requests with signerName "example.com/widgets""#),
+        "{err}"
+    );
+    bind("widget-approver", "- {apiGroups: [certificates.k8s.io], resources: [signers], resourceNames: [example.com/*], verbs: [approve]}\n");
+    c.ok(SA, &approve);
+    let conditions = c.ok(SA, &["get", "csr", "widget", "-o", "jsonpath={.status.conditions[0].type}"]);
+    assert_eq!(conditions, "Approved");
+
+    // CertificateSigning: setting status.certificate needs `sign` on the signer.
+    use base64::Engine;
+    let pem = std::fs::read(c.path("pki/ca.crt")).unwrap();
+    let patch =
+        format!(r#"{{"status":{{"certificate":"{}"}}}}"#, base64::engine::general_purpose::STANDARD.encode(pem));
+    let sign = ["patch", "csr", "widget", "--subresource=status", "--type=merge", "-p", &patch, as_bob[0], as_bob[1]];
+    let err = c.fails(SA, &sign);
+    assert!(err.contains(r#"user not permitted to sign requests with signerName "example.com/widgets""#), "{err}");
+    bind("widget-signer", "- {apiGroups: [certificates.k8s.io], resources: [signers], resourceNames: [example.com/widgets], verbs: [sign]}\n");
+    c.ok(SA, &sign);
+    assert!(!c.ok(SA, &["get", "csr", "widget", "-o", "jsonpath={.status.certificate}"]).is_empty());
+
+    // CertificateSubjectRestriction: nobody, not even system:masters, asks the API-server client signer
+    // for a system:masters certificate.
+    let out = c.apply(SA, &csr_yaml("root", "evil", &["system:masters"], "kubernetes.io/kube-apiserver-client"));
+    assert!(
+        stderr(&out).contains(r#"certificatesigningrequests.certificates.k8s.io "root" is forbidden: use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"#),
+        "{}",
+        stderr(&out)
+    );
+    let out = c.apply(SA, &csr_yaml("plain", "ok", &["devs"], "kubernetes.io/kube-apiserver-client"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A request that is not a PKCS#10 PEM is invalid.
+    let out = c.apply(
+        SA,
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {name: junk}\nspec: {signerName: example.com/widgets, usages: [client auth], request: aGVsbG8=}\n",
+    );
+    assert!(
+        stderr(&out).contains("spec.request: Invalid value")
+            && stderr(&out).contains("PEM block type must be CERTIFICATE REQUEST"),
+        "{}",
+        stderr(&out)
+    );
+}

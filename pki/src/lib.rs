@@ -13,6 +13,7 @@
 
 pub mod cert;
 mod config;
+pub mod csr;
 pub mod der;
 mod expiration;
 mod files;

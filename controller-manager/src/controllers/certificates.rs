@@ -27,49 +27,16 @@ fn condition(csr: &CertificateSigningRequest, t: &str) -> Option<CertificateSign
     csr.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == t && c.status == "True").cloned()
 }
 
-/// The request's subject and SAN counts, read from its PKCS#10 PEM.
-struct Request {
-    cn: String,
-    orgs: Vec<String>,
-    dns_or_ip: usize,
-    other_sans: usize,
-}
-
-fn parse(pem_bytes: &[u8]) -> Result<Request, String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_bytes).map_err(|e| format!("PEM: {e}"))?;
-    use x509_parser::prelude::FromDer;
-    let (_, req) = x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
-        .map_err(|e| format!("PKCS#10: {e}"))?;
-    let subject = &req.certification_request_info.subject;
-    let cn = subject.iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
-    let orgs = subject.iter_organization().filter_map(|a| a.as_str().ok()).map(String::from).collect();
-    let (mut dns_or_ip, mut other) = (0, 0);
-    if let Some(exts) = req.requested_extensions() {
-        for e in exts {
-            if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = e {
-                for n in &san.general_names {
-                    match n {
-                        x509_parser::extensions::GeneralName::DNSName(_)
-                        | x509_parser::extensions::GeneralName::IPAddress(_) => dns_or_ip += 1,
-                        _ => other += 1,
-                    }
-                }
-            }
-        }
-    }
-    Ok(Request { cn, orgs, dns_or_ip, other_sans: other })
-}
-
 /// The signer's rules for what it signs (upstream's `IsKubeletClientCSR`, `IsKubeletServingCSR`, ...).
 pub fn validate(signer: &str, req_pem: &[u8], usages: &[String]) -> Result<(), String> {
-    let r = parse(req_pem)?;
+    let r = pki::csr::parse(req_pem)?;
     let allowed = |ok: &[&str]| usages.iter().all(|u| ok.contains(&u.as_str()));
     match signer {
         KUBELET_CLIENT => {
-            if r.orgs != ["system:nodes"] {
+            if r.organizations != ["system:nodes"] {
                 return Err("subject organization is not system:nodes".into());
             }
-            if !r.cn.starts_with("system:node:") {
+            if !r.common_name.starts_with("system:node:") {
                 return Err("subject common name does not begin with system:node:".into());
             }
             if r.dns_or_ip + r.other_sans > 0 {
@@ -82,10 +49,10 @@ pub fn validate(signer: &str, req_pem: &[u8], usages: &[String]) -> Result<(), S
             }
         }
         KUBELET_SERVING => {
-            if r.orgs != ["system:nodes"] {
+            if r.organizations != ["system:nodes"] {
                 return Err("subject organization is not system:nodes".into());
             }
-            if !r.cn.starts_with("system:node:") {
+            if !r.common_name.starts_with("system:node:") {
                 return Err("subject common name does not begin with system:node:".into());
             }
             if r.dns_or_ip == 0 || r.other_sans > 0 {
