@@ -120,6 +120,86 @@ pub fn limited_client(cfg: Config, qps: f64, burst: u32) -> Result<Client, Clien
     Ok(ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer).with_layer(&limit).build())
 }
 
+/// A bearer token that can be replaced while clients use it (a service-account token renewed before
+/// it expires).
+#[derive(Clone, Default)]
+pub struct BearerToken(std::sync::Arc<std::sync::RwLock<String>>);
+
+impl BearerToken {
+    pub fn new(token: String) -> Self {
+        BearerToken(std::sync::Arc::new(std::sync::RwLock::new(token)))
+    }
+    pub fn set(&self, token: String) {
+        *self.0.write().expect("token lock") = token;
+    }
+    fn header(&self) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_str(&format!("Bearer {}", self.0.read().expect("token lock"))).ok()
+    }
+}
+
+/// Sends the current token as `Authorization: Bearer` on every request.
+#[derive(Clone)]
+pub struct WithBearer<S> {
+    inner: S,
+    token: BearerToken,
+}
+
+impl<S> tower::Service<Request<Body>> for WithBearer<S>
+where
+    S: tower::Service<Request<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        if let Some(h) = self.token.header() {
+            req.headers_mut().insert(http::header::AUTHORIZATION, h);
+        }
+        self.inner.call(req)
+    }
+}
+
+pub struct BearerLayer(pub BearerToken);
+
+impl<S> tower::Layer<S> for BearerLayer {
+    type Service = WithBearer<S>;
+    fn layer(&self, inner: S) -> WithBearer<S> {
+        WithBearer { inner, token: self.0.clone() }
+    }
+}
+
+/// A metered, rate-limited client for `cfg`'s server and CA that authenticates with `token` instead
+/// of `cfg`'s own credentials.
+pub fn with_bearer_token(mut cfg: Config, token: BearerToken, qps: f64, burst: u32) -> Result<Client, ClientError> {
+    cfg.auth_info = kube::config::AuthInfo::default();
+    let builder = ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer).with_layer(&BearerLayer(token));
+    if qps <= 0.0 {
+        return Ok(builder.build());
+    }
+    let burst = burst.max(1) as f64;
+    let per = std::time::Duration::from_secs_f64(burst.max(qps) / qps);
+    Ok(builder.with_layer(&tower::limit::RateLimitLayer::new(burst.max(qps) as u64, per)).build())
+}
+
+/// `--kubeconfig`/`--master` with the component's user agent (`kube-controller-manager/v1.35.0 ...`).
+pub async fn config_from_flags(
+    kubeconfig: Option<&str>,
+    master: Option<&str>,
+    component: &str,
+) -> Result<Config, ClientError> {
+    let mut cfg = config(kubeconfig, master).await?;
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&format!("{component}/v1.35.0 (linux/amd64) ferrokube")).expect("header value"),
+    ));
+    Ok(cfg)
+}
+
 /// A component's client, named by its user agent (`kube-controller-manager/v1.35.0 ...`).
 pub async fn from_flags(
     kubeconfig: Option<&str>,
@@ -128,10 +208,5 @@ pub async fn from_flags(
     qps: f64,
     burst: u32,
 ) -> Result<Client, ClientError> {
-    let mut cfg = config(kubeconfig, master).await?;
-    cfg.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_str(&format!("{component}/v1.35.0 (linux/amd64) ferrokube")).expect("header value"),
-    ));
-    limited_client(cfg, qps, burst)
+    limited_client(config_from_flags(kubeconfig, master, component).await?, qps, burst)
 }

@@ -19,9 +19,21 @@ use kube::{Api, Client};
 use std::sync::{Arc, OnceLock};
 
 pub struct Context {
+    /// This controller's client: the manager's own, or with `--use-service-account-credentials` one
+    /// authenticated as the controller's service account in `kube-system`.
     pub client: Client,
     pub flags: Flags,
     pub identity: String,
+    shared: Arc<Shared>,
+}
+
+/// What every controller's context shares: the informers, which list and watch with the manager's own
+/// credentials (as upstream's shared informers do), and how to make per-controller clients.
+struct Shared {
+    root: Client,
+    /// The client configuration per-controller clients are made from (without the manager's own
+    /// credentials), when `--use-service-account-credentials` is set.
+    sa_config: Option<kube::Config>,
     pods: OnceLock<Arc<Informer<Pod>>>,
     replicasets: OnceLock<Arc<Informer<ReplicaSet>>>,
     rcs: OnceLock<Arc<Informer<ReplicationController>>>,
@@ -46,39 +58,66 @@ pub struct Context {
 macro_rules! informer {
     ($name:ident, $t:ty) => {
         pub fn $name(&self) -> Arc<Informer<$t>> {
-            self.$name
-                .get_or_init(|| Informer::start(Api::<$t>::all(self.client.clone()), watcher::Config::default()))
+            self.shared
+                .$name
+                .get_or_init(|| Informer::start(Api::<$t>::all(self.shared.root.clone()), watcher::Config::default()))
                 .clone()
         }
     };
 }
 
 impl Context {
-    pub fn new(client: Client, flags: &Flags, identity: String) -> Arc<Context> {
+    pub fn new(client: Client, flags: &Flags, identity: String, sa_config: Option<kube::Config>) -> Arc<Context> {
         Arc::new(Context {
-            client,
+            client: client.clone(),
             flags: flags.clone(),
             identity,
-            pods: OnceLock::new(),
-            replicasets: OnceLock::new(),
-            rcs: OnceLock::new(),
-            deployments: OnceLock::new(),
-            namespaces: OnceLock::new(),
-            serviceaccounts: OnceLock::new(),
-            configmaps: OnceLock::new(),
-            services: OnceLock::new(),
-            endpoints: OnceLock::new(),
-            endpointslices: OnceLock::new(),
-            nodes: OnceLock::new(),
-            node_leases: OnceLock::new(),
-            clusterroles: OnceLock::new(),
-            jobs: OnceLock::new(),
-            csrs: OnceLock::new(),
-            system_secrets: OnceLock::new(),
-            secrets: OnceLock::new(),
-            resourcequotas: OnceLock::new(),
-            pvcs: OnceLock::new(),
+            shared: Arc::new(Shared {
+                root: client,
+                sa_config,
+                pods: OnceLock::new(),
+                replicasets: OnceLock::new(),
+                rcs: OnceLock::new(),
+                deployments: OnceLock::new(),
+                namespaces: OnceLock::new(),
+                serviceaccounts: OnceLock::new(),
+                configmaps: OnceLock::new(),
+                services: OnceLock::new(),
+                endpoints: OnceLock::new(),
+                endpointslices: OnceLock::new(),
+                nodes: OnceLock::new(),
+                node_leases: OnceLock::new(),
+                clusterroles: OnceLock::new(),
+                jobs: OnceLock::new(),
+                csrs: OnceLock::new(),
+                system_secrets: OnceLock::new(),
+                secrets: OnceLock::new(),
+                resourcequotas: OnceLock::new(),
+                pvcs: OnceLock::new(),
+            }),
         })
+    }
+
+    /// The context a controller runs with: with `--use-service-account-credentials`, a client
+    /// authenticated as the service account `kube-system/<service_account>` (created when missing),
+    /// with a token from the TokenRequest API that is renewed before it expires; else this context.
+    pub async fn for_controller(self: &Arc<Self>, service_account: Option<&str>) -> Result<Arc<Context>, String> {
+        let (Some(cfg), Some(sa)) = (&self.shared.sa_config, service_account) else { return Ok(self.clone()) };
+        let token = crate::credentials::service_account_token(&self.shared.root, sa).await?;
+        let client = component_base::client::with_bearer_token(
+            cfg.clone(),
+            token.clone(),
+            self.flags.kube_api_qps,
+            self.flags.kube_api_burst,
+        )
+        .map_err(|e| e.to_string())?;
+        crate::credentials::keep_renewing(self.shared.root.clone(), sa.to_string(), token);
+        Ok(Arc::new(Context {
+            client,
+            flags: self.flags.clone(),
+            identity: self.identity.clone(),
+            shared: self.shared.clone(),
+        }))
     }
 
     informer!(pods, Pod);
@@ -101,10 +140,11 @@ impl Context {
 
     /// Secrets of `kube-system` (bootstrap tokens).
     pub fn system_secrets(&self) -> Arc<Informer<Secret>> {
-        self.system_secrets
+        self.shared
+            .system_secrets
             .get_or_init(|| {
                 Informer::start(
-                    Api::<Secret>::namespaced(self.client.clone(), "kube-system"),
+                    Api::<Secret>::namespaced(self.shared.root.clone(), "kube-system"),
                     watcher::Config::default(),
                 )
             })
@@ -113,10 +153,11 @@ impl Context {
 
     /// The kubelets' heartbeats: Leases in `kube-node-lease`.
     pub fn node_leases(&self) -> Arc<Informer<Lease>> {
-        self.node_leases
+        self.shared
+            .node_leases
             .get_or_init(|| {
                 Informer::start(
-                    Api::<Lease>::namespaced(self.client.clone(), "kube-node-lease"),
+                    Api::<Lease>::namespaced(self.shared.root.clone(), "kube-node-lease"),
                     watcher::Config::default(),
                 )
             })

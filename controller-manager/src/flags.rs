@@ -132,7 +132,6 @@ impl Flags {
             ("--authorization-kubeconfig", self.authorization_kubeconfig.is_some()),
             ("--requestheader-client-ca-file", self.requestheader_client_ca_file.is_some()),
             ("--client-ca-file", self.client_ca_file.is_some()),
-            ("--use-service-account-credentials", self.use_service_account_credentials),
             ("--feature-gates", self.feature_gates.is_some()),
         ];
         for (flag, set) in unused {

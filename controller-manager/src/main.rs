@@ -4,6 +4,7 @@
 
 mod context;
 mod controllers;
+mod credentials;
 mod flags;
 
 use clap::Parser;
@@ -24,15 +25,16 @@ async fn main() {
 async fn run(flags: flags::Flags) -> Result<(), String> {
     flags.warn_unimplemented();
     let enabled = controllers::enabled(&flags.controllers).map_err(|e| e.to_string())?;
-    let client = component_base::client::from_flags(
+    let cfg = component_base::client::config_from_flags(
         flags.kubeconfig.as_deref(),
         flags.master.as_deref(),
         "kube-controller-manager",
-        flags.kube_api_qps,
-        flags.kube_api_burst,
     )
     .await
     .map_err(|e| e.to_string())?;
+    let sa_config = flags.use_service_account_credentials.then(|| cfg.clone());
+    let client = component_base::client::limited_client(cfg, flags.kube_api_qps, flags.kube_api_burst)
+        .map_err(|e| e.to_string())?;
 
     let mut election_cfg =
         leaderelection::Config::new(&flags.leader_elect_resource_namespace, &flags.leader_elect_resource_name);
@@ -71,8 +73,8 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
     let shutdown = component_base::shutdown_signal();
     match elector {
         None => {
-            let ctx = context::Context::new(client, &flags, identity);
-            controllers::start(&ctx, &enabled);
+            let ctx = context::Context::new(client, &flags, identity, sa_config);
+            controllers::start(&ctx, &enabled).await?;
             shutdown.await;
             Ok(())
         }
@@ -83,8 +85,12 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
             tokio::spawn(async move {
                 while leading.changed().await.is_ok() {
                     if *leading.borrow() {
-                        let ctx = context::Context::new(client2.clone(), &flags2, identity.clone());
-                        controllers::start(&ctx, &enabled);
+                        let ctx = context::Context::new(client2.clone(), &flags2, identity.clone(), sa_config);
+                        if let Err(e) = controllers::start(&ctx, &enabled).await {
+                            tracing::error!("{e}");
+                            eprintln!("kube-controller-manager: {e}");
+                            std::process::exit(1);
+                        }
                         return;
                     }
                 }

@@ -308,6 +308,14 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             vec![rule(&[""], &["persistentvolumes"], &["get", "list", "update", "watch"]), events()],
         ),
         (
+            "taint-eviction-controller",
+            vec![
+                rule(&[""], &["pods"], &["delete", "get", "list", "watch"]),
+                rule(&[""], &["pods/status"], &["patch", "update"]),
+                events(),
+            ],
+        ),
+        (
             "ttl-after-finished-controller",
             vec![rule(&["batch"], &["jobs"], &["delete", "get", "list", "watch"]), events()],
         ),

@@ -14,7 +14,7 @@ use crate::context::Context;
 use base64::Engine;
 use component_base::workqueue::WorkQueue;
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,8 +130,7 @@ async fn sign(ctx: &Context, ca: &pki::cert::SigningCa, name: &str) -> SyncResul
             last_update_time: Some(component_base::time_now()),
             last_transition_time: Some(component_base::time_now()),
         });
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"conditions": conds}})))
-            .await?;
+        super::update_with(&api, &csr, &json!({"status": {"conditions": conds}}), true).await?;
         return Ok(None);
     }
     let mut valid = ctx.flags.cluster_signing_duration.0;
@@ -141,8 +140,7 @@ async fn sign(ctx: &Context, ca: &pki::cert::SigningCa, name: &str) -> SyncResul
     let pem = String::from_utf8_lossy(&csr.spec.request.0).into_owned();
     let cert = ca.sign_csr(&pem, &usages, valid).map_err(|e| super::SyncError::Other(e.to_string()))?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_bytes());
-    match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"certificate": b64}}))).await
-    {
+    match super::update_with(&api, &csr, &json!({"status": {"certificate": b64}}), true).await {
         Ok(_) => Ok(None),
         Err(e) if has_code(&e, &[404]) => Ok(None),
         Err(e) => Err(e.into()),

@@ -453,11 +453,14 @@ impl Controller {
             let rev = rs.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned().unwrap_or_default();
             let current = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();
             if current.as_deref() != Some(rev.as_str()) && !rev.is_empty() {
-                let name = d.metadata.name.clone().unwrap_or_default();
-                let patched =
-                    super::merge_patch(&self.d_api(&ns), &name, json!({"metadata": {"annotations": {REVISION: rev}}}))
-                        .await?;
-                d.metadata = patched.metadata;
+                let updated = super::update_with(
+                    &self.d_api(&ns),
+                    d,
+                    &json!({"metadata": {"annotations": {REVISION: rev}}}),
+                    false,
+                )
+                .await?;
+                d.metadata = updated.metadata;
             }
         }
         if status_changed {
@@ -1002,15 +1005,7 @@ impl Controller {
                 v[k] = serde_json::Value::Null;
             }
         }
-        match self
-            .d_api(&ns)
-            .patch_status(
-                d.metadata.name.as_deref().unwrap_or(""),
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": v})),
-            )
-            .await
-        {
+        match super::update_with(&self.d_api(&ns), d, &json!({"status": v}), true).await {
             Ok(_) => Ok(()),
             Err(e) if super::has_code(&e, &[404]) => Ok(()),
             Err(e) => Err(e),

@@ -243,11 +243,7 @@ pub fn start_bootstrap_signer(ctx: &Arc<Context>) {
                             for (k, v) in &want {
                                 patch.insert(k.clone(), json!(v));
                             }
-                            let body =
-                                json!({"data": patch, "metadata": {"resourceVersion": cm.metadata.resource_version}});
-                            if let Err(e) =
-                                api.patch("cluster-info", &PatchParams::default(), &Patch::Merge(&body)).await
-                            {
+                            if let Err(e) = super::update_with(&api, &cm, &json!({"data": patch}), false).await {
                                 tracing::debug!(error = %e, "could not update cluster-info signatures");
                             }
                         }

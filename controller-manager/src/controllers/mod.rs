@@ -81,13 +81,48 @@ pub fn enabled(spec: &[String]) -> Result<Vec<&'static str>, UnknownController> 
     Ok(on)
 }
 
-pub fn start(ctx: &Arc<Context>, enabled: &[&str]) {
+/// Starts the enabled controllers, each with its own credentials under
+/// `--use-service-account-credentials`. Failing to get a controller's credentials stops the manager,
+/// as upstream's does.
+pub async fn start(ctx: &Arc<Context>, enabled: &[&str]) -> Result<(), String> {
     for (name, _, _, f) in CONTROLLERS {
         if enabled.contains(name) {
+            let own = ctx.for_controller(service_account(name)).await.map_err(|e| format!("{name}: {e}"))?;
             tracing::info!(controller = name, "starting controller");
-            f(ctx);
+            f(&own);
         }
     }
+    Ok(())
+}
+
+/// The `kube-system` service account a controller runs as with `--use-service-account-credentials`
+/// (upstream's names, which its bootstrap roles `system:controller:<name>` are bound to). The
+/// service-account token controller keeps the manager's own credentials, as upstream's.
+fn service_account(controller: &str) -> Option<&'static str> {
+    Some(match controller {
+        "replicaset-controller" => "replicaset-controller",
+        "replicationcontroller-controller" => "replication-controller",
+        "deployment-controller" => "deployment-controller",
+        "garbage-collector-controller" => "generic-garbage-collector",
+        "namespace-controller" => "namespace-controller",
+        "serviceaccount-controller" => "service-account-controller",
+        "root-ca-certificate-publisher-controller" => "root-ca-cert-publisher",
+        "endpoints-controller" => "endpoint-controller",
+        "endpointslice-controller" => "endpointslice-controller",
+        "endpointslice-mirroring-controller" => "endpointslicemirroring-controller",
+        "node-lifecycle-controller" | "node-ipam-controller" => "node-controller",
+        "taint-eviction-controller" => "taint-eviction-controller",
+        "pod-garbage-collector-controller" => "pod-garbage-collector",
+        "resourcequota-controller" => "resourcequota-controller",
+        "clusterrole-aggregation-controller" => "clusterrole-aggregation-controller",
+        "ttl-after-finished-controller" => "ttl-after-finished-controller",
+        "certificatesigningrequest-signing-controller" | "certificatesigningrequest-cleaner-controller" => {
+            "certificate-controller"
+        }
+        "token-cleaner-controller" => "token-cleaner",
+        "bootstrap-signer-controller" => "bootstrap-signer",
+        _ => return None,
+    })
 }
 
 /// Why a sync failed; the key is retried with backoff.
@@ -200,12 +235,30 @@ pub fn pod_is_available(p: &Pod, min_ready_seconds: i32) -> bool {
     }
 }
 
-/// Writes `patch` (JSON merge patch) to `api`'s object `name`.
-pub async fn merge_patch<K>(api: &kube::Api<K>, name: &str, patch: serde_json::Value) -> Result<K, kube::Error>
+/// Writes `obj` back with `patch` (a JSON merge patch) applied, by a PUT: to the `status` subresource
+/// when `status` is true. Upstream's controllers update rather than patch, and their bootstrap roles
+/// grant only `update` on what they write (`deployments/status`, `namespaces/status`, ...), so a
+/// controller running with its own service account's credentials must do the same. The object's
+/// resourceVersion guards the write: a stale object is a conflict, which the caller's queue retries.
+pub async fn update_with<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    patch: &serde_json::Value,
+    status: bool,
+) -> Result<K, kube::Error>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let mut v = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
+    json_patch::merge(&mut v, patch);
+    let updated: K = serde_json::from_value(v).map_err(kube::Error::SerdeError)?;
+    let pp = kube::api::PostParams::default();
+    if status {
+        api.replace_status(&name, &pp, &updated).await
+    } else {
+        api.replace(&name, &pp, &updated).await
+    }
 }
 
 /// Whether an API error carries one of `codes`.

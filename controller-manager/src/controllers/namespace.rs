@@ -8,7 +8,7 @@ use crate::context::Context;
 use component_base::informer::Informer;
 use component_base::workqueue::WorkQueue;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::{verbs, ApiResource, Discovery, Scope};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -172,13 +172,13 @@ impl Controller {
             })
             .collect();
         if old != new {
-            let _ = api
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": {"phase": "Terminating", "conditions": conditions}})),
-                )
-                .await;
+            let _ = super::update_with(
+                &api,
+                &ns,
+                &json!({"status": {"phase": "Terminating", "conditions": conditions}}),
+                true,
+            )
+            .await;
         }
         if !failures.is_empty() {
             return Err(SyncError::Other(failures.join("; ")));

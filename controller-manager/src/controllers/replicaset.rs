@@ -509,14 +509,7 @@ impl<K: ReplicaKind> Controller<K> {
         });
         if !same {
             let api: Api<K> = Api::namespaced(self.ctx.client.clone(), owner.meta().namespace.as_deref().unwrap_or(""));
-            match api
-                .patch_status(
-                    owner.meta().name.as_deref().unwrap_or(""),
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": status})),
-                )
-                .await
-            {
+            match super::update_with(&api, owner, &json!({"status": status}), true).await {
                 Ok(_) => {}
                 Err(e) if super::has_code(&e, &[404]) => {}
                 Err(e) => return Err(e.into()),

@@ -12,7 +12,7 @@ use base64::Engine;
 use component_base::informer::{key_of, Change};
 use component_base::workqueue::WorkQueue;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -120,11 +120,9 @@ async fn sync(ctx: &Context, signer: &Signer, ca: Option<&[u8]>, key: &str) -> S
     if let Some(ca) = ca {
         new_data["ca.crt"] = json!(b(ca));
     }
-    let patch = json!({
-        "metadata": {"annotations": {UID_ANNOTATION: sa_uid}, "resourceVersion": secret.metadata.resource_version},
-        "data": new_data,
-    });
-    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    // An update, the verb the manager's own role grants on secrets.
+    let patch = json!({"metadata": {"annotations": {UID_ANNOTATION: sa_uid}}, "data": new_data});
+    match super::update_with(&api, &secret, &patch, false).await {
         Ok(_) => Ok(None),
         Err(e) if has_code(&e, &[404]) => Ok(None),
         Err(e) => Err(e.into()),
