@@ -52,7 +52,7 @@ impl Kubelet {
         node_ips: Vec<String>,
         cni_conf_dir: String,
     ) -> Kubelet {
-        let events = EventRecorder::new(client.clone(), "kubelet", Some(config.node_name.clone()));
+        let events = EventRecorder::core_v1(client.clone(), "kubelet", &config.node_name);
         Kubelet {
             config,
             client,
