@@ -138,7 +138,7 @@ if [ -x "$BIN/kube-apiserver" ]; then
         --service-account-key-file "$STATE/pki/sa.pub" \
         --service-account-signing-key-file "$STATE/pki/sa.key" \
         --service-account-issuer "https://kubernetes.default.svc.cluster.local" \
-        --authorization-mode AlwaysAllow
+        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction
     started+=(kube-apiserver)
     say "waiting for the API server to be ready"
     for i in $(seq 1 120); do
@@ -153,14 +153,31 @@ if [ -x "$BIN/kube-apiserver" ]; then
         [ "$i" = 120 ] && { say "kube-apiserver not ready after 60s"; exit 1; }
         sleep 0.5
     done
+    # As kubeadm init: admin.conf's group kubeadm:cluster-admins becomes cluster-admin, bound with the
+    # break-glass super-admin.conf (system:masters). An existing binding (a rerun) is left alone.
+    creds=$(mktemp -d)
+    for f in client-certificate-data:crt client-key-data:key; do
+        sed -n "s/^ *${f%%:*}: //p" "$STATE/super-admin.conf" | base64 -d >"$creds/super-admin.${f##*:}"
+    done
+    code=$(curl -s -o "$creds/out" -w '%{http_code}' --cacert "$STATE/pki/ca.crt" \
+        --cert "$creds/super-admin.crt" --key "$creds/super-admin.key" \
+        -H 'Content-Type: application/json' -X POST \
+        "https://127.0.0.1:$PORT/apis/rbac.authorization.k8s.io/v1/clusterrolebindings" \
+        --data '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"kubeadm:cluster-admins"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"kubeadm:cluster-admins"}]}')
+    case "$code" in
+        201 | 409) ;;
+        *) say "could not bind kubeadm:cluster-admins (HTTP $code): $(cat "$creds/out")"; rm -rf "$creds"; exit 1 ;;
+    esac
+    rm -rf "$creds"
 fi
 if [ -x "$BIN/kube-controller-manager" ]; then
-    # As kubeadm runs it: its own kubeconfig, the cluster CA for kube-root-ca.crt and signing, the
+    # As kubeadm runs it: its own kubeconfig, each controller as its own service account, the cluster
+    # CA for kube-root-ca.crt and signing, the
     # service-account key, node CIDRs from the cluster CIDR. --secure-port 0: this single-node setup
     # leaves 10257 to a real control plane on the same machine.
     start kube-controller-manager "$BIN/kube-controller-manager" \
         --kubeconfig "$STATE/controller-manager.conf" \
-        --leader-elect=true \
+        --leader-elect=true --use-service-account-credentials=true \
         --root-ca-file "$STATE/pki/ca.crt" \
         --service-account-private-key-file "$STATE/pki/sa.key" \
         --cluster-signing-cert-file "$STATE/pki/ca.crt" --cluster-signing-key-file "$STATE/pki/ca.key" \

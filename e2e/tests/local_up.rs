@@ -89,6 +89,25 @@ fn local_up_runs_a_deployment_in_containerd_and_down_cleans_up() {
         .filter(|p| p["metadata"]["labels"]["app"] == "web" && p["status"]["phase"] == "Running")
         .collect();
     assert_eq!(running.len(), 2);
+    // It is a secured cluster, as kubeadm sets one up: Node,RBAC authorization, anonymous users get
+    // nothing, and each controller runs as its own kube-system service account with its bootstrap role.
+    let o = c.kubectl(&["get", "pods", "--as=system:anonymous"]);
+    assert!(
+        text(&o).contains(r#"pods is forbidden: User "system:anonymous" cannot list resource "pods""#),
+        "{}",
+        text(&o)
+    );
+    let o = c.kubectl(&[
+        "auth",
+        "can-i",
+        "create",
+        "replicasets",
+        "--as=system:serviceaccount:kube-system:deployment-controller",
+    ]);
+    assert_eq!(text(&o).trim(), "yes");
+    let o = c.kubectl(&["auth", "can-i", "create", "replicasets", "--as=system:kube-controller-manager"]);
+    assert_eq!(text(&o).trim(), "no", "the manager's own identity may not create ReplicaSets, its controllers may");
+    c.k(&["get", "serviceaccount", "-n", "kube-system", "deployment-controller", "replicaset-controller"]);
     let cri_pods = c.crictl(&["pods"]);
     for p in &running {
         assert!(cri_pods.contains(p["metadata"]["uid"].as_str().unwrap()), "{cri_pods}");

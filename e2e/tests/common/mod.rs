@@ -138,9 +138,15 @@ impl LocalCluster {
                 return v;
             }
             if Instant::now() > deadline {
-                let log = self.log("kubelet");
-                let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-                panic!("timed out waiting for {what}\n--- kubelet log tail ---\n{}", tail.join("\n"));
+                let mut report = format!("timed out waiting for {what}");
+                for (name, lines) in
+                    [("kube-apiserver", 15), ("kube-controller-manager", 25), ("kube-scheduler", 10), ("kubelet", 40)]
+                {
+                    let log = self.log(name);
+                    let tail: Vec<&str> = log.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev().collect();
+                    report.push_str(&format!("\n--- {name} log tail ---\n{}", tail.join("\n")));
+                }
+                panic!("{report}");
             }
             std::thread::sleep(Duration::from_millis(300));
         }
