@@ -1,6 +1,7 @@
 //! API server benchmark: creates/s, gets/s, list latency over 10k objects and watch fan-out to 100
 //! watchers, each beside the same operation on the raw embedded store in the same run (the limit the
-//! API layer adds its cost to).
+//! API layer adds its cost to); pod creates through the admission plugins that consult a LimitRange,
+//! a ResourceQuota and PodSecurity labels, beside pod creates in a namespace without them.
 //!
 //! `cargo bench -p kube-apiserver`. Sizes: `BENCH_OPS` (default 3000), `BENCH_LIST` (10000),
 //! `BENCH_WATCHERS` (100), `BENCH_EVENTS` (200), `BENCH_CONCURRENCY` (16).
@@ -49,10 +50,14 @@ async fn connect(port: u16, ca_pem: &[u8]) -> Client {
 }
 
 async fn request(c: &Client, method: &str, path: &str, body: Option<String>) -> (u16, Bytes) {
+    request_with(c, method, path, body, "application/json").await
+}
+
+async fn request_with(c: &Client, method: &str, path: &str, body: Option<String>, content_type: &str) -> (u16, Bytes) {
     let req = http::Request::builder()
         .method(method)
         .uri(format!("https://127.0.0.1{path}"))
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .unwrap();
     let resp = c.clone().send_request(req).await.unwrap();
@@ -164,6 +169,51 @@ fn main() {
         })
         .await;
         println!("  gets/s      API {api_get:9.0}   raw store {raw_get:9.0}   ratio {:.2}", api_get / raw_get);
+
+        // Admission: pod creates in a namespace with the objects admission consults (a LimitRange whose
+        // defaults are applied, a ResourceQuota charged by compare-and-swap on every create, PodSecurity
+        // enforce=restricted), against pod creates in a namespace with none of them, same server.
+        let pods = (ops / 3).max(1);
+        let restricted = r#"{"pod-security.kubernetes.io/enforce":"restricted"}"#;
+        for (ns, labels) in [("plain", "{}"), ("limited", restricted), ("policed", restricted)] {
+            let body = format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}","labels":{labels}}}}}"#);
+            assert_eq!(request(&c, "POST", "/api/v1/namespaces", Some(body)).await.0, 201);
+            let sa = r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default"}}"#.to_string();
+            assert_eq!(request(&c, "POST", &format!("/api/v1/namespaces/{ns}/serviceaccounts"), Some(sa)).await.0, 201);
+        }
+        let lr = r#"{"apiVersion":"v1","kind":"LimitRange","metadata":{"name":"lr"},"spec":{"limits":[{"type":"Container","default":{"cpu":"100m","memory":"64Mi"},"defaultRequest":{"cpu":"10m","memory":"16Mi"}}]}}"#;
+        for ns in ["limited", "policed"] {
+            assert_eq!(request(&c, "POST", &format!("/api/v1/namespaces/{ns}/limitranges"), Some(lr.to_string())).await.0, 201);
+        }
+        let quota = r#"{"apiVersion":"v1","kind":"ResourceQuota","metadata":{"name":"q"},"spec":{"hard":{"pods":"1000000","requests.cpu":"100000"}}}"#;
+        assert_eq!(request(&c, "POST", "/api/v1/namespaces/policed/resourcequotas", Some(quota.to_string())).await.0, 201);
+        // The quota controller is not running: publish status.hard as it would.
+        let status = r#"{"status":{"hard":{"pods":"1000000","requests.cpu":"100000"},"used":{"pods":"0","requests.cpu":"0"}}}"#;
+        let (code, _) =
+            request_with(&c, "PATCH", "/api/v1/namespaces/policed/resourcequotas/q/status", Some(status.to_string()), "application/merge-patch+json").await;
+        assert_eq!(code, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pod = |ns: &'static str| {
+            let cc = c.clone();
+            move |i: usize| {
+                let c = cc.clone();
+                async move {
+                    let body = format!(
+                        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p{i}"}},"spec":{{"securityContext":{{"runAsNonRoot":true,"seccompProfile":{{"type":"RuntimeDefault"}}}},"containers":[{{"name":"c","image":"busybox:1.36","securityContext":{{"allowPrivilegeEscalation":false,"capabilities":{{"drop":["ALL"]}}}}}}]}}}}"#
+                    );
+                    let (code, out) = request(&c, "POST", &format!("/api/v1/namespaces/{ns}/pods"), Some(body)).await;
+                    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&out));
+                }
+            }
+        };
+        let plain = parallel(pods, conc, pod("plain")).await;
+        let limited = parallel(pods, conc, pod("limited")).await;
+        let policed = parallel(pods, conc, pod("policed")).await;
+        println!(
+            "  pod creates/s   no policy objects {plain:7.0}   LimitRange+PodSecurity {limited:7.0} (ratio {:.2})   +ResourceQuota {policed:7.0} (ratio {:.2})",
+            limited / plain,
+            policed / plain
+        );
 
         // Fill both to list_n objects.
         let cc = c.clone();

@@ -386,6 +386,17 @@ async fn charge_quota(api: &Api, r: &ResourceInfo<'_>, new: &Value, old: Option<
     if delta.values().all(|v| *v <= 0.0) {
         return Ok(());
     }
+    // Charges through this server queue per namespace: racing compare-and-swaps on one quota would
+    // mostly conflict and retry. Other servers' charges still meet this one's in the store.
+    let lock = if api.list_cached("", "resourcequotas", Some(ns), false).await.is_empty() {
+        None
+    } else {
+        Some(api.quota_locks.lock().expect("quota locks").entry(ns.to_string()).or_default().clone())
+    };
+    let _queued = match &lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
     let qres = api.registry.find("", "v1", "resourcequotas").expect("resourcequotas registered");
     let prefix = list_prefix(&qres.storage_path(), Some(ns));
     let mut charged: Vec<String> = Vec::new();

@@ -52,6 +52,9 @@ pub struct Api {
     pub admission: Arc<crate::admission::Admission>,
     /// The HTTPS client admission webhooks are called with.
     pub webhooks: crate::webhook::Client,
+    /// One lock per namespace that has quotas: this server's charges to them queue instead of racing
+    /// each other's compare-and-swaps.
+    pub quota_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -215,6 +218,7 @@ impl Api {
             auth: Arc::new(crate::auth::Auth::default()),
             admission: Arc::new(crate::admission::Admission::default()),
             webhooks: crate::webhook::Client::default(),
+            quota_locks: Default::default(),
         }
     }
 

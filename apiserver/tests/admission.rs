@@ -140,6 +140,35 @@ fn resource_quota_holds_when_twenty_creates_race() {
     assert_eq!(used_pods(), "5");
     s.ok(&["create", "-n", "q", "-f", &f]);
     assert_eq!(used_pods(), "6");
+
+    // A scopeSelector quota counts only the pods it selects: none of priority class "high" here.
+    s.ok(&["create", "priorityclass", "high", "--value=1000"]);
+    s.ok(&["create", "namespace", "scoped"]);
+    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-high}\nspec:\n  hard: {pods: \"0\"}\n  scopeSelector:\n    matchExpressions: [{scopeName: PriorityClass, operator: In, values: [high]}]\n";
+    let f = s.file("scoped.yaml", quota);
+    s.ok(&["create", "-n", "scoped", "-f", &f]);
+    s.ok(&[
+        "patch",
+        "quota",
+        "no-high",
+        "-n",
+        "scoped",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"hard":{"pods":"0"},"used":{"pods":"0"}}}"#,
+    ]);
+    let err = s.fails(&[
+        "run",
+        "urgent",
+        "-n",
+        "scoped",
+        "--image=busybox:1.36",
+        "--overrides",
+        r#"{"spec":{"priorityClassName":"high"}}"#,
+    ]);
+    assert!(err.contains("exceeded quota: no-high, requested: pods=1, used: pods=0, limited: pods=0"), "{err}");
+    s.ok(&["run", "ordinary", "-n", "scoped", "--image=busybox:1.36"]);
 }
 
 #[test]

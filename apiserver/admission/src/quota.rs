@@ -147,16 +147,23 @@ pub fn usage(group: &str, plural: &str, obj: &Value) -> Usage {
     u
 }
 
-/// Whether a quota's scopes select the object (scopes only apply to pods).
+/// Whether a quota's scopes (`spec.scopes`, each as an `Exists` requirement) and `spec.scopeSelector`
+/// requirements all select the object. Scopes only apply to pods.
 pub fn in_scope(quota: &Value, plural: &str, obj: &Value) -> bool {
-    let scopes: Vec<&str> = quota
+    let mut requirements: Vec<(String, String, Vec<String>)> = quota
         .pointer("/spec/scopes")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
+        .map(|s| (s.to_string(), "Exists".to_string(), Vec::new()))
         .collect();
-    if scopes.is_empty() {
+    for e in quota.pointer("/spec/scopeSelector/matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let values = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+        requirements.push((text("scopeName"), text("operator"), values.map(String::from).collect()));
+    }
+    if requirements.is_empty() {
         return true;
     }
     if plural != "pods" {
@@ -170,12 +177,44 @@ pub fn in_scope(quota: &Value, plural: &str, obj: &Value) -> bool {
             empty("requests") && empty("limits")
         })
     });
-    scopes.iter().all(|s| match *s {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
-        _ => true,
+    let priority_class = obj.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("");
+    requirements.iter().all(|(scope, op, values)| {
+        let flag = |holds: bool| match op.as_str() {
+            "DoesNotExist" => !holds,
+            _ => holds,
+        };
+        match scope.as_str() {
+            "Terminating" => flag(terminating),
+            "NotTerminating" => flag(!terminating),
+            "BestEffort" => flag(best_effort),
+            "NotBestEffort" => flag(!best_effort),
+            "CrossNamespacePodAffinity" => flag(cross_namespace_affinity(obj)),
+            "PriorityClass" => match op.as_str() {
+                "In" => values.iter().any(|v| v == priority_class),
+                "NotIn" => !values.iter().any(|v| v == priority_class),
+                "Exists" => !priority_class.is_empty(),
+                "DoesNotExist" => priority_class.is_empty(),
+                _ => false,
+            },
+            _ => true,
+        }
+    })
+}
+
+/// Whether a pod's (anti-)affinity terms reach other namespaces (`namespaces` or `namespaceSelector`).
+fn cross_namespace_affinity(pod: &Value) -> bool {
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let Some(a) = pod.pointer(&format!("/spec/affinity/{kind}")) else { return false };
+        let required = a.get("requiredDuringSchedulingIgnoredDuringExecution").and_then(Value::as_array);
+        let preferred = a.get("preferredDuringSchedulingIgnoredDuringExecution").and_then(Value::as_array);
+        let terms = required
+            .into_iter()
+            .flatten()
+            .chain(preferred.into_iter().flatten().filter_map(|p| p.get("podAffinityTerm")));
+        terms.into_iter().any(|t| {
+            t.get("namespaces").and_then(Value::as_array).is_some_and(|n| !n.is_empty())
+                || t.get("namespaceSelector").is_some_and(|s| !s.is_null())
+        })
     })
 }
 
@@ -304,6 +343,28 @@ mod tests {
         assert_eq!(charge(&not_synced, &d).unwrap().unwrap_err(), "status unknown for quota: q, resources: pods");
         let other = quota(json!({"secrets": "1"}), json!({}));
         assert!(charge(&other, &d).is_none());
+    }
+
+    #[test]
+    fn scope_selectors() {
+        let pod = |pc: &str| json!({"spec": {"priorityClassName": pc, "containers": [{"name": "c"}]}});
+        let q = |exprs: Value| json!({"spec": {"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": exprs}}});
+        let high = q(json!([{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]));
+        assert!(in_scope(&high, "pods", &pod("high")));
+        assert!(!in_scope(&high, "pods", &pod("low")));
+        assert!(!in_scope(&high, "configmaps", &json!({})));
+        let not_high = q(json!([{"scopeName": "PriorityClass", "operator": "NotIn", "values": ["high"]}]));
+        assert!(in_scope(&not_high, "pods", &pod("low")));
+        let any = q(
+            json!([{"scopeName": "PriorityClass", "operator": "Exists"}, {"scopeName": "BestEffort", "operator": "Exists"}]),
+        );
+        assert!(in_scope(&any, "pods", &pod("x")));
+        assert!(!in_scope(&any, "pods", &pod("")));
+        let cross = q(json!([{"scopeName": "CrossNamespacePodAffinity", "operator": "Exists"}]));
+        let mut p = pod("");
+        assert!(!in_scope(&cross, "pods", &p));
+        p["spec"]["affinity"] = json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k", "namespaceSelector": {}}]}});
+        assert!(in_scope(&cross, "pods", &p));
     }
 
     #[test]
