@@ -583,3 +583,92 @@ fn certificate_requests_need_signer_permissions() {
         stderr(&out)
     );
 }
+
+/// A client certificate for `cn` signed by the cluster CA, valid only between the two offsets from
+/// now (for certificates that expired or are not valid yet); the cert and key file paths.
+fn cert_valid_between(c: &Cluster, cn: &str, from: time::Duration, to: time::Duration) -> (String, String) {
+    let ca_pem = std::fs::read_to_string(c.path("pki/ca.crt")).unwrap();
+    let ca_key = pki::keys::load_private_key(&c.path("pki/ca.key")).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = pki::keys::KeyAlgorithm::EcdsaP256.generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + from;
+    params.not_after = now + to;
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let n = rand_suffix();
+    let (crt, key_path) = (c.path(&format!("client{n}.crt")), c.path(&format!("client{n}.key")));
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (crt.to_str().unwrap().to_string(), key_path.to_str().unwrap().to_string())
+}
+
+#[test]
+fn bad_credentials_get_a_bare_401_and_stay_out_of_the_log() {
+    let c = Cluster::start(&[]);
+    const SA: &str = "super-admin.conf";
+    const UNAUTHORIZED: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#;
+    let days = time::Duration::days;
+    let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+
+    // Certificates from the cluster CA: the current one authenticates (and is then forbidden), the
+    // expired and the not-yet-valid ones get the bare 401.
+    let (crt, key) = cert_valid_between(&c, "carol", days(-1), days(1));
+    let (code, body) = c.curl(&["--cert", &crt, "--key", &key], "GET", "/api/v1/namespaces", None);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains(r#"User \"carol\" cannot list resource \"namespaces\""#), "{body}");
+    for (from, to) in [(days(-10), days(-1)), (days(1), days(10))] {
+        let (crt, key) = cert_valid_between(&c, "carol", from, to);
+        let (code, body) = c.curl(&["--cert", &crt, "--key", &key], "GET", "/api/v1/namespaces", None);
+        assert_eq!((code, json(&body)), (401, json(UNAUTHORIZED)));
+    }
+
+    // Service-account JWTs signed with the cluster's key: a current one authenticates, an expired one
+    // and one not valid yet get the bare 401.
+    c.ok(SA, &["create", "serviceaccount", "robot"]);
+    let uid = c.ok(SA, &["get", "serviceaccount", "robot", "-o", "jsonpath={.metadata.uid}"]);
+    let signer = apiserver_auth::jwt::Signer::load(&c.path("pki/sa.key")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = |iat: i64, exp: i64| {
+        signer
+            .sign(&serde_json::json!({
+                "iss": ISSUER, "aud": [ISSUER], "sub": "system:serviceaccount:default:robot",
+                "iat": iat, "nbf": iat, "exp": exp,
+                "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "robot", "uid": uid}},
+            }))
+            .unwrap()
+    };
+    let good = c.token_kubeconfig("good.conf", &token(now - 60, now + 600));
+    assert_eq!(
+        c.ok(&good, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]),
+        "system:serviceaccount:default:robot"
+    );
+    let mut rejected = Vec::new();
+    for (iat, exp) in [(now - 7200, now - 3600), (now + 3600, now + 7200)] {
+        let t = token(iat, exp);
+        let (code, body) = c.curl(&["-H", &format!("Authorization: Bearer {t}")], "GET", "/api/v1/namespaces", None);
+        assert_eq!((code, json(&body)), (401, json(UNAUTHORIZED)));
+        rejected.push(t);
+    }
+    let tampered = format!("{}x", rejected[0]);
+    let (code, _) = c.curl(&["-H", &format!("Authorization: Bearer {tampered}")], "GET", "/version", None);
+    assert_eq!(code, 401);
+    rejected.push(tampered);
+
+    // Failures are counted, and logged without the credentials.
+    let metrics = c.ok("super-admin.conf", &["get", "--raw", "/metrics"]);
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("authentication_attempts{result=\"failure\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(failures >= 5.0, "{failures}");
+    let log = std::fs::read_to_string(c.path("apiserver.log")).unwrap();
+    assert!(log.contains("client certificate rejected") && log.contains("token rejected"), "{log}");
+    for t in &rejected {
+        let signature = t.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "a rejected token's signature is in the log");
+    }
+}
