@@ -138,7 +138,7 @@ if [ -x "$BIN/kube-apiserver" ]; then
         --service-account-key-file "$STATE/pki/sa.pub" \
         --service-account-signing-key-file "$STATE/pki/sa.key" \
         --service-account-issuer "https://kubernetes.default.svc.cluster.local" \
-        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction
+        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true
     started+=(kube-apiserver)
     say "waiting for the API server to be ready"
     for i in $(seq 1 120); do

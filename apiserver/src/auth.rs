@@ -95,7 +95,7 @@ impl Default for Auth {
     }
 }
 
-fn bool_flag(v: &Option<String>, default: bool) -> Result<bool, String> {
+pub fn bool_flag(v: &Option<String>, default: bool) -> Result<bool, String> {
     match v.as_deref() {
         None => Ok(default),
         Some("true" | "1" | "t" | "T" | "TRUE" | "True") => Ok(true),

@@ -79,6 +79,9 @@ async fn bootstrap(api: &Api, port: u16) -> Result<(), apimachinery::ApiError> {
 
 async fn run(flags: Flags) -> Result<(), String> {
     flags.warn_unimplemented();
+    let allow_privileged =
+        crate::auth::bool_flag(&flags.allow_privileged, false).map_err(|e| format!("--allow-privileged: {e}"))?;
+    crate::validation::ALLOW_PRIVILEGED.store(allow_privileged, std::sync::atomic::Ordering::Relaxed);
     let storage = if flags.etcd_servers.is_empty() {
         StorageConfig::embedded(&flags.data_dir)
     } else {

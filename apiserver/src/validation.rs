@@ -124,6 +124,10 @@ fn container(path: &str, c: &Value, volumes: &HashSet<String>, causes: &mut Vec<
     }
 }
 
+/// `--allow-privileged`: whether containers may set `securityContext.privileged` (upstream's default:
+/// no; kubeadm turns it on). Set once at start; pod and template validation read it.
+pub static ALLOW_PRIVILEGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A pod spec at `path` (`spec`, `spec.template.spec`); `restart` lists the restart policies the owner
 /// allows (all three for a bare pod, `Always` for Deployments, ...).
 pub fn pod_spec(path: &str, spec: &Value, restart: &[&str], causes: &mut Vec<Cause>) {
@@ -166,6 +170,14 @@ pub fn pod_spec(path: &str, spec: &Value, restart: &[&str], causes: &mut Vec<Cau
     for list in ["initContainers", "containers"] {
         for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
             let cpath = format!("{path}.{list}[{i}]");
+            if c.pointer("/securityContext/privileged") == Some(&Value::Bool(true))
+                && !ALLOW_PRIVILEGED.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                causes.push(Cause::forbidden(
+                    &format!("{cpath}.securityContext.privileged"),
+                    "disallowed by cluster policy",
+                ));
+            }
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
             let field = format!("{cpath}.name");
             if name.is_empty() {

@@ -255,3 +255,29 @@ fn unknown_plugins_stop_the_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(r#"enable-admission-plugins plugin "Bogus" is unknown"#));
 }
+
+#[test]
+fn privileged_containers_need_allow_privileged() {
+    let mut args = embedded();
+    args.push("--allow-privileged=false".into());
+    let s = Server::start(args);
+    let f = s.file("priv.yaml", PRIVILEGED_POD);
+    let err = s.fails(&["apply", "-f", &f]);
+    assert!(
+        err.contains(r#"The Pod "priv" is invalid: spec.containers[0].securityContext.privileged: Forbidden: disallowed by cluster policy"#),
+        "{err}"
+    );
+    // Templates are held to the same rule.
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: priv}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers:\n      - {name: c, image: busybox:1.36, securityContext: {privileged: true}}\n";
+    let f = s.file("deploy.yaml", deploy);
+    let err = s.fails(&["apply", "-f", &f]);
+    assert!(
+        err.contains(
+            "spec.template.spec.containers[0].securityContext.privileged: Forbidden: disallowed by cluster policy"
+        ),
+        "{err}"
+    );
+    // Without the privilege the same objects are accepted.
+    let f = s.file("plain.yaml", &deploy.replace(", securityContext: {privileged: true}", ""));
+    s.ok(&["apply", "-f", &f]);
+}

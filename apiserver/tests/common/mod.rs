@@ -36,6 +36,10 @@ impl Server {
         if !backend_args.iter().any(|a| a.starts_with("--disable-admission-plugins")) {
             args.extend(["--disable-admission-plugins".to_string(), "ServiceAccount".to_string()]);
         }
+        // As kubeadm runs it (upstream's own default is false).
+        if !backend_args.iter().any(|a| a.starts_with("--allow-privileged")) {
+            args.push("--allow-privileged=true".to_string());
+        }
         args.extend(backend_args);
         for attempt in 0.. {
             let dir = tempfile::tempdir().unwrap();
