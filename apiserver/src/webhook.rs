@@ -225,12 +225,26 @@ struct Context<'a> {
     operation: &'a str,
     user: Value,
     options: Value,
+    /// The request namespace's labels (`None`: the namespace does not exist), read once for every
+    /// webhook whose namespaceSelector needs them.
+    ns_labels: tokio::sync::OnceCell<Option<BTreeMap<String, String>>>,
 }
 
 impl<'a> Context<'a> {
     fn new(r: &'a ResourceInfo<'a>, operation: &'a str, options: Value) -> Self {
         let user = current_user().map(|u| serde_json::to_value(u).unwrap_or_default()).unwrap_or_else(|| json!({}));
-        Context { r, operation, user, options }
+        Context { r, operation, user, options, ns_labels: tokio::sync::OnceCell::new() }
+    }
+
+    async fn namespace_labels(&self, api: &Api, ns: &str) -> Option<&BTreeMap<String, String>> {
+        self.ns_labels
+            .get_or_init(|| async {
+                get_object(api, "", "namespaces", None, ns)
+                    .await
+                    .map(|o| crate::objects::labels(&o).into_iter().collect())
+            })
+            .await
+            .as_ref()
     }
 
     fn request<'b>(&'b self, object: Option<&'b Value>, old: Option<&'b Value>) -> Request<'b> {
@@ -265,10 +279,6 @@ async fn configured(api: &Api, plugin: &str, plural: &str) -> Vec<Hook> {
     rules::hooks(&configs)
 }
 
-fn namespace_labels(ns: &Value) -> BTreeMap<String, String> {
-    crate::objects::labels(ns).into_iter().collect()
-}
-
 /// Calls one webhook if it applies to the request, applying its failure policy to call errors.
 async fn call(api: &Api, ctx: &Context<'_>, hook: &Hook, mutating: bool, req: Request<'_>) -> Result<Called, ApiError> {
     if req.exempt() || !rules::rules_match(hook, &req) {
@@ -276,13 +286,10 @@ async fn call(api: &Api, ctx: &Context<'_>, hook: &Hook, mutating: bool, req: Re
     }
     let kind = if mutating { "admit" } else { "validating" };
     let ns_labels = match req.selector_namespace() {
-        Some(ns) if hook.needs_namespace(&req) => {
-            get_object(api, "", "namespaces", None, ns).await.as_ref().map(namespace_labels)
-        }
+        Some(ns) if hook.needs_namespace(&req) => ctx.namespace_labels(api, ns).await,
         _ => None,
     };
-    let selected =
-        hook.namespace_matches(&req, ns_labels.as_ref()).and_then(|ns_ok| Ok(ns_ok && hook.object_matches(&req)?));
+    let selected = hook.namespace_matches(&req, ns_labels).and_then(|ns_ok| Ok(ns_ok && hook.object_matches(&req)?));
     match selected {
         Ok(true) => {}
         Ok(false) => return Ok(Called::Skipped),
@@ -352,10 +359,6 @@ fn failed(api: &Api, hook: &Hook, kind: &str, operation: &str, why: String) -> R
     Ok(Called::Skipped)
 }
 
-fn denied(status: Value) -> ApiError {
-    ApiError::from_status(&status)
-}
-
 /// The mutating webhooks on a create or update (`obj` is the object to store) or a delete (`obj`
 /// is `None`, `old` the object being deleted; a patch is then an error).
 pub async fn mutate(
@@ -385,7 +388,7 @@ pub async fn mutate(
             };
             invoked[i] = true;
             let patch = match verdict {
-                Verdict::Denied { status, .. } => return Err(denied(status)),
+                Verdict::Denied { status, .. } => return Err(ApiError::from_status(&status)),
                 Verdict::Allowed { patch: None, .. } => continue,
                 Verdict::Allowed { patch: Some(p), .. } => p,
             };
@@ -431,7 +434,7 @@ pub async fn validate(
     let calls = hooks.iter().map(|h| call(api, &ctx, h, false, ctx.request(obj, old)));
     for result in futures::future::join_all(calls).await {
         match result? {
-            Called::Answered(Verdict::Denied { status, .. }) => return Err(denied(status)),
+            Called::Answered(Verdict::Denied { status, .. }) => return Err(ApiError::from_status(&status)),
             Called::Answered(Verdict::Allowed { .. }) | Called::Skipped => {}
         }
     }

@@ -111,13 +111,21 @@ pub fn client(cfg: Config) -> Result<Client, ClientError> {
 /// A metered client that sends at most `qps` requests per second on average and `burst` at once
 /// (`--kube-api-qps`, `--kube-api-burst`; a long-running watch counts once, when it starts).
 pub fn limited_client(cfg: Config, qps: f64, burst: u32) -> Result<Client, ClientError> {
+    let builder = ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer);
+    Ok(match rate_limit(qps, burst) {
+        Some(limit) => builder.with_layer(&limit).build(),
+        None => builder.build(),
+    })
+}
+
+/// `--kube-api-qps`/`--kube-api-burst` as a rate limit (none when qps is not positive).
+fn rate_limit(qps: f64, burst: u32) -> Option<tower::limit::RateLimitLayer> {
     if qps <= 0.0 {
-        return client(cfg);
+        return None;
     }
     let burst = burst.max(1) as f64;
     let per = std::time::Duration::from_secs_f64(burst.max(qps) / qps);
-    let limit = tower::limit::RateLimitLayer::new(burst.max(qps) as u64, per);
-    Ok(ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer).with_layer(&limit).build())
+    Some(tower::limit::RateLimitLayer::new(burst.max(qps) as u64, per))
 }
 
 /// A bearer token that can be replaced while clients use it (a service-account token renewed before
@@ -178,12 +186,10 @@ impl<S> tower::Layer<S> for BearerLayer {
 pub fn with_bearer_token(mut cfg: Config, token: BearerToken, qps: f64, burst: u32) -> Result<Client, ClientError> {
     cfg.auth_info = kube::config::AuthInfo::default();
     let builder = ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer).with_layer(&BearerLayer(token));
-    if qps <= 0.0 {
-        return Ok(builder.build());
-    }
-    let burst = burst.max(1) as f64;
-    let per = std::time::Duration::from_secs_f64(burst.max(qps) / qps);
-    Ok(builder.with_layer(&tower::limit::RateLimitLayer::new(burst.max(qps) as u64, per)).build())
+    Ok(match rate_limit(qps, burst) {
+        Some(limit) => builder.with_layer(&limit).build(),
+        None => builder.build(),
+    })
 }
 
 /// `--kubeconfig`/`--master` with the component's user agent (`kube-controller-manager/v1.35.0 ...`).

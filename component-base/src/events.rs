@@ -31,8 +31,8 @@ struct CoreRecorder {
     client: Client,
     component: String,
     host: String,
-    /// Event key -> (Event name, namespace, count).
-    seen: std::sync::Mutex<std::collections::HashMap<String, (String, String, i32)>>,
+    /// Event key (which includes the namespace) -> (Event name, count).
+    seen: std::sync::Mutex<std::collections::HashMap<String, (String, i32)>>,
 }
 
 /// How many distinct events the core recorder remembers for counting repeats (client-go's LRU holds
@@ -62,11 +62,11 @@ impl CoreRecorder {
         let now = k8s_openapi::jiff::Timestamp::now();
         let api: kube::Api<CoreEvent> = kube::Api::namespaced(self.client.clone(), &ns);
         let known = self.seen.lock().expect("events").get(&key).cloned();
-        if let Some((name, _, count)) = known {
+        if let Some((name, count)) = known {
             let patch = serde_json::json!({"count": count + 1, "lastTimestamp": Time(now)});
             match api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
                 Ok(_) => {
-                    self.seen.lock().expect("events").insert(key, (name, ns, count + 1));
+                    self.seen.lock().expect("events").insert(key, (name, count + 1));
                     return Ok(());
                 }
                 // Expired (events live an hour) or deleted: write a new one.
@@ -96,7 +96,7 @@ impl CoreRecorder {
         if seen.len() >= MAX_REMEMBERED {
             seen.clear();
         }
-        seen.insert(key, (name, ns, 1));
+        seen.insert(key, (name, 1));
         Ok(())
     }
 }

@@ -103,7 +103,7 @@ impl Context {
     /// with a token from the TokenRequest API that is renewed before it expires; else this context.
     pub async fn for_controller(self: &Arc<Self>, service_account: Option<&str>) -> Result<Arc<Context>, String> {
         let (Some(cfg), Some(sa)) = (&self.shared.sa_config, service_account) else { return Ok(self.clone()) };
-        let token = crate::credentials::service_account_token(&self.shared.root, sa).await?;
+        let (token, life) = crate::credentials::service_account_token(&self.shared.root, sa).await?;
         let client = component_base::client::with_bearer_token(
             cfg.clone(),
             token.clone(),
@@ -111,7 +111,7 @@ impl Context {
             self.flags.kube_api_burst,
         )
         .map_err(|e| e.to_string())?;
-        crate::credentials::keep_renewing(self.shared.root.clone(), sa.to_string(), token);
+        crate::credentials::keep_renewing(self.shared.root.clone(), sa.to_string(), token, life);
         Ok(Arc::new(Context {
             client,
             flags: self.flags.clone(),

@@ -42,13 +42,13 @@ async fn request_token(root: &Client, sa: &str) -> Result<(String, Duration), St
     Ok((status.token, Duration::from_secs(life)))
 }
 
-/// A token for the service account, which is created if missing.
-pub async fn service_account_token(root: &Client, sa: &str) -> Result<BearerToken, String> {
+/// A token for the service account, which is created if missing, and how long it lives.
+pub async fn service_account_token(root: &Client, sa: &str) -> Result<(BearerToken, Duration), String> {
     let mut last = String::new();
     // The API server may still be starting, or the account's creation racing another manager.
     for _ in 0..30 {
         match request_token(root, sa).await {
-            Ok((token, _)) => return Ok(BearerToken::new(token)),
+            Ok((token, life)) => return Ok((BearerToken::new(token), life)),
             Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -56,10 +56,11 @@ pub async fn service_account_token(root: &Client, sa: &str) -> Result<BearerToke
     Err(last)
 }
 
-/// Renews the token when 80% of its life has passed (retrying every 10s on failure).
-pub fn keep_renewing(root: Client, sa: String, token: BearerToken) {
+/// Renews the token, which lives `life`, when 80% of its life has passed (retrying every 10s on
+/// failure).
+pub fn keep_renewing(root: Client, sa: String, token: BearerToken, life: Duration) {
     tokio::spawn(async move {
-        let mut wait = Duration::from_secs(EXPIRATION_SECONDS as u64 * 8 / 10);
+        let mut wait = life * 8 / 10;
         loop {
             tokio::time::sleep(wait).await;
             match request_token(&root, &sa).await {

@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 /// One webhook of a configuration, with upstream's defaults applied.
 #[derive(Clone, Debug)]
 pub struct Hook {
-    /// The configuration it came from.
-    pub config: String,
     pub name: String,
     pub client: Value,
     rules: Vec<Value>,
@@ -34,7 +32,6 @@ pub fn hooks(configs: &[Value]) -> Vec<Hook> {
     configs.sort_by_key(|c| c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string());
     let mut out = Vec::new();
     for c in configs {
-        let config = c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         for w in c.get("webhooks").and_then(Value::as_array).into_iter().flatten() {
             let text = |k: &str| w.get(k).and_then(Value::as_str).unwrap_or("");
             let versions: Vec<&str> = w
@@ -45,7 +42,6 @@ pub fn hooks(configs: &[Value]) -> Vec<Hook> {
                 .filter_map(Value::as_str)
                 .collect();
             out.push(Hook {
-                config: config.clone(),
                 name: text("name").to_string(),
                 client: w.get("clientConfig").cloned().unwrap_or_default(),
                 rules: w.get("rules").and_then(Value::as_array).cloned().unwrap_or_default(),
