@@ -54,6 +54,29 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
         ("", "Service") => {
             obj["status"] = json!({"loadBalancer": {}});
         }
+        // The requester is recorded by the server, never taken from the body, and nothing arrives
+        // approved, as upstream's strategy.
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            set_default(obj, "/spec", json!({}));
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                for k in ["username", "uid", "groups", "extra"] {
+                    spec.remove(k);
+                }
+                if let Some(u) = crate::reviews::current_user() {
+                    spec.insert("username".into(), json!(u.username));
+                    if !u.uid.is_empty() {
+                        spec.insert("uid".into(), json!(u.uid));
+                    }
+                    if !u.groups.is_empty() {
+                        spec.insert("groups".into(), json!(u.groups));
+                    }
+                    if !u.extra.is_empty() {
+                        spec.insert("extra".into(), json!(u.extra));
+                    }
+                }
+            }
+            obj["status"] = json!({});
+        }
         _ => {}
     }
     if (res.group, res.kind) == ("batch", "Job") {
