@@ -337,6 +337,10 @@ impl Auth {
     }
 
     /// A legacy token: its Secret must still exist, hold this very token, and name the live account.
+    /// As upstream's legacy-token tracking: a Secret labelled `kubernetes.io/legacy-token-invalid-since`
+    /// (by the legacy-serviceaccount-token-cleaner) no longer authenticates; every use stamps the
+    /// Secret's `kubernetes.io/legacy-token-last-used` label with the day; tokens the account lists
+    /// in `secrets` (auto-generated ones) get a warning.
     async fn legacy_token(&self, api: &Api, token: &str, claims: &Value) -> Option<UserInfo> {
         let c = |k: &str| claims.get(format!("kubernetes.io/serviceaccount/{k}")).and_then(Value::as_str);
         let (ns, secret_name, sa_name, sa_uid) =
@@ -349,9 +353,35 @@ impl Auth {
             return None;
         }
         let sa = get_object(api, "", "serviceaccounts", Some(ns), sa_name).await?;
-        if uid(&sa) != sa_uid {
+        if uid(&sa) != sa_uid || sa.pointer("/metadata/deletionTimestamp").is_some() {
             return None;
         }
+        let label = |k: &str| secret.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(Value::as_str);
+        if label(INVALID_SINCE_LABEL).is_some_and(|v| !v.is_empty()) {
+            api.metrics.invalid_legacy_token_uses.inc();
+            mark_legacy_token_used(api, &secret).await;
+            tracing::info!(
+                "the token in secret {ns}/{secret_name} for service account {ns}/{sa_name} has been marked invalid. \
+                 Use tokens from the TokenRequest API or manually created secret-based tokens, or remove the \
+                 '{INVALID_SINCE_LABEL}' label from the secret to temporarily allow use of this token"
+            );
+            return None;
+        }
+        let listed = sa
+            .get("secrets")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| refs.iter().any(|r| r.get("name").and_then(Value::as_str) == Some(secret_name)));
+        if listed {
+            api.metrics.legacy_auto_token_uses.inc();
+            crate::admission::warn(
+                "Use tokens from the TokenRequest API or manually created secret-based tokens instead of \
+                 auto-generated secret-based tokens."
+                    .into(),
+            );
+        } else {
+            api.metrics.legacy_manual_token_uses.inc();
+        }
+        mark_legacy_token_used(api, &secret).await;
         Some(apiserver_auth::service_account_user(ns, sa_name, sa_uid))
     }
 
@@ -577,6 +607,36 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Upstream's labels for legacy service-account token Secrets.
+pub const LAST_USED_LABEL: &str = "kubernetes.io/legacy-token-last-used";
+pub const INVALID_SINCE_LABEL: &str = "kubernetes.io/legacy-token-invalid-since";
+
+/// Today in UTC as `YYYY-MM-DD`, the form of the legacy-token labels and tracking ConfigMap.
+pub fn utc_date(t: time::OffsetDateTime) -> String {
+    t.format(time::macros::format_description!("[year]-[month]-[day]")).expect("date formats")
+}
+
+/// Stamps a legacy token Secret with today's date, unless it already says today (or tomorrow, for a
+/// server whose clock is behind), by a merge patch carrying the Secret's uid, as upstream's
+/// authenticator does. A failure is logged: it never fails the request.
+async fn mark_legacy_token_used(api: &Api, secret: &Value) {
+    let now = time::OffsetDateTime::now_utc();
+    let (today, tomorrow) = (utc_date(now), utc_date(now + time::Duration::days(1)));
+    let last = secret.pointer("/metadata/labels").and_then(|l| l.get(LAST_USED_LABEL)).and_then(Value::as_str);
+    if last == Some(today.as_str()) || last == Some(tomorrow.as_str()) {
+        return;
+    }
+    let (ns, name) = (crate::objects::namespace(secret), crate::objects::name(secret));
+    let Some(res) = api.registry.find("", "v1", "secrets") else { return };
+    let rr = ResourceRequest { res, namespace: Some(ns.to_string()), name: Some(name.to_string()), sub: None };
+    let patch = json!({"metadata": {"uid": uid(secret), "labels": {LAST_USED_LABEL: today}}});
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/merge-patch+json"));
+    if let Err(e) = api.patch(&rr, &headers, patch.to_string().as_bytes(), &Query::default()).await {
+        tracing::error!(secret = %format!("{ns}/{name}"), error = %e.message, "failed to label legacy service account token with its last-used date");
+    }
 }
 
 fn uid(obj: &Value) -> &str {

@@ -77,6 +77,43 @@ async fn bootstrap(api: &Api, port: u16) -> Result<(), apimachinery::ApiError> {
     Ok(())
 }
 
+/// Upstream's legacy-token-tracking controller: `kube-system/kube-apiserver-legacy-service-account-token-tracking`
+/// says since which day (`since`, UTC) API servers stamp legacy tokens with their last use; the
+/// legacy-serviceaccount-token-cleaner trusts a missing label only once that is a cleanup period old.
+/// The ConfigMap is created when missing (checked every 30 minutes, upstream's creation rate) and a
+/// malformed `since` is rewritten; a valid one is never moved.
+async fn keep_legacy_token_tracking(api: Arc<Api>) {
+    const NAME: &str = "kube-apiserver-legacy-service-account-token-tracking";
+    let res = api.registry.find("", "v1", "configmaps").expect("configmaps registered");
+    loop {
+        let today = auth::utc_date(time::OffsetDateTime::now_utc());
+        let named =
+            api::ResourceRequest { res, namespace: Some("kube-system".into()), name: Some(NAME.into()), sub: None };
+        let result = match api.get(&named, &api::Query::default()).await {
+            Err(e) if e.code == 404 => {
+                let rr = api::ResourceRequest { res, namespace: Some("kube-system".into()), name: None, sub: None };
+                let cm = json!({"metadata": {"name": NAME, "namespace": "kube-system"}, "data": {"since": today}});
+                api.create(&rr, cm, &api::Query::default()).await.map(|_| ())
+            }
+            Ok(mut cm) => {
+                let since = cm.pointer("/data/since").and_then(|v| v.as_str()).unwrap_or("");
+                let format = time::macros::format_description!("[year]-[month]-[day]");
+                if time::Date::parse(since, &format).is_err() {
+                    cm["data"]["since"] = json!(today);
+                    api.update(&named, cm, &api::Query::default()).await.map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result.or_else(|e| if e.code == 409 { Ok(()) } else { Err(e) }) {
+            tracing::warn!(error = %e, "legacy token tracking ConfigMap not kept");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1800)).await;
+    }
+}
+
 async fn run(flags: Flags) -> Result<(), String> {
     flags.warn_unimplemented();
     let allow_privileged =
@@ -146,6 +183,7 @@ async fn run(flags: Flags) -> Result<(), String> {
                     Ok(()) => {
                         api.ready.store(true, Ordering::SeqCst);
                         tokio::spawn(services::run_endpoint_reconciler(api.clone(), advertise_ip, port));
+                        tokio::spawn(keep_legacy_token_tracking(api.clone()));
                         return;
                     }
                     Err(e) => tracing::warn!(error = %e, "bootstrap failed; retrying"),

@@ -4,7 +4,7 @@
 use apiserver_storage::{GetResult, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream};
 use async_trait::async_trait;
 use bytes::Bytes;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,12 @@ pub struct Metrics {
     pub webhook_rejections: IntCounterVec,
     /// `apiserver_admission_webhook_fail_open_count{name, type}`.
     pub webhook_fail_open: IntCounterVec,
+    /// `serviceaccount_legacy_auto_token_uses_total`, `serviceaccount_legacy_manual_token_uses_total`,
+    /// `serviceaccount_invalid_legacy_auto_token_uses_total`: secret-based tokens authenticated (those
+    /// the account lists in `secrets`, and the others) and refused for the invalid-since label.
+    pub legacy_auto_token_uses: IntCounter,
+    pub legacy_manual_token_uses: IntCounter,
+    pub invalid_legacy_token_uses: IntCounter,
 }
 
 const REQUEST_BUCKETS: &[f64] = &[
@@ -112,8 +118,20 @@ impl Metrics {
             &["name", "type"],
         )
         .expect("metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("metric");
+        let legacy_auto_token_uses =
+            counter("serviceaccount_legacy_auto_token_uses_total", "Cumulative auto-generated legacy tokens used");
+        let legacy_manual_token_uses =
+            counter("serviceaccount_legacy_manual_token_uses_total", "Cumulative manually created legacy tokens used");
+        let invalid_legacy_token_uses = counter(
+            "serviceaccount_invalid_legacy_auto_token_uses_total",
+            "Cumulative invalid auto-generated legacy tokens used",
+        );
         for c in [
             Box::new(webhook_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(legacy_auto_token_uses.clone()),
+            Box::new(legacy_manual_token_uses.clone()),
+            Box::new(invalid_legacy_token_uses.clone()),
             Box::new(webhook_requests.clone()),
             Box::new(webhook_rejections.clone()),
             Box::new(webhook_fail_open.clone()),
@@ -138,6 +156,9 @@ impl Metrics {
             webhook_requests,
             webhook_rejections,
             webhook_fail_open,
+            legacy_auto_token_uses,
+            legacy_manual_token_uses,
+            invalid_legacy_token_uses,
         }
     }
 

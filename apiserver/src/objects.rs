@@ -38,6 +38,10 @@ pub fn name(obj: &Value) -> &str {
     meta(obj).get("name").and_then(Value::as_str).unwrap_or("")
 }
 
+pub fn namespace(obj: &Value) -> &str {
+    meta(obj).get("namespace").and_then(Value::as_str).unwrap_or("")
+}
+
 pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
     meta(obj)
         .get("labels")

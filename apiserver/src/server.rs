@@ -260,16 +260,17 @@ async fn secure(api: &Api, req: &Request<Incoming>) -> Result<UserInfo, ApiError
 
 /// Serves one request.
 pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
-    match secure(&api, &req).await {
-        Ok(user) => {
-            let work = async {
-                let resp = handle_authorized(api, req).await;
+    // Warnings from authentication (a legacy token's) join those of admission and validation.
+    let work = async {
+        match secure(&api, &req).await {
+            Ok(user) => {
+                let resp = REQUEST_USER.scope(user, handle_authorized(api, req)).await;
                 with_warnings(resp, &crate::admission::take_warnings())
-            };
-            REQUEST_USER.scope(user, crate::admission::WARNINGS.scope(Default::default(), work)).await
+            }
+            Err(e) => error_response(&e),
         }
-        Err(e) => error_response(&e),
-    }
+    };
+    crate::admission::WARNINGS.scope(Default::default(), work).await
 }
 
 async fn handle_authorized(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {

@@ -11,21 +11,28 @@ use std::time::{Duration, Instant};
 
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
-fn ferroadm() -> PathBuf {
+/// A binary of another package of the workspace, built when missing.
+fn sibling(package: &str, bin: &str) -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_kube-apiserver"));
-    let path = exe.with_file_name("ferroadm");
+    let path = exe.with_file_name(bin);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo).args(["build", "-p", "pki", "--bin", "ferroadm"]).status().unwrap();
-        assert!(st.success(), "ferroadm builds");
+        let st = Command::new(cargo).args(["build", "-p", package, "--bin", bin]).status().unwrap();
+        assert!(st.success(), "{bin} builds");
     }
     path
+}
+
+fn ferroadm() -> PathBuf {
+    sibling("pki", "ferroadm")
 }
 
 struct Cluster {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    /// kube-controller-manager processes the test started.
+    managers: std::cell::RefCell<Vec<Child>>,
 }
 
 impl Cluster {
@@ -71,9 +78,36 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut c = Cluster { child, dir, port };
+        let mut c = Cluster { child, dir, port, managers: Default::default() };
         c.wait_ready();
         c
+    }
+
+    /// Starts a kube-controller-manager as kubeadm runs it (its own kubeconfig, the cluster CA as
+    /// signer, the service-account key, per-controller credentials) with `extra` flags; its log is
+    /// `kcm-<n>.log`.
+    fn start_manager(&self, extra: &[&str]) -> usize {
+        let n = self.managers.borrow().len();
+        let p = |f: &str| self.path(f).to_str().unwrap().to_string();
+        let log = std::fs::File::create(self.path(&format!("kcm-{n}.log"))).unwrap();
+        let child = Command::new(sibling("kube-controller-manager", "kube-controller-manager"))
+            .args(["--kubeconfig", &p("controller-manager.conf"), "--secure-port=0", "--leader-elect=false"])
+            .args(["--use-service-account-credentials=true", "--root-ca-file", &p("pki/ca.crt")])
+            .args(["--service-account-private-key-file", &p("pki/sa.key")])
+            .args(["--cluster-signing-cert-file", &p("pki/ca.crt"), "--cluster-signing-key-file", &p("pki/ca.key")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.managers.borrow_mut().push(child);
+        n
+    }
+
+    fn stop_manager(&self, n: usize) {
+        let mut managers = self.managers.borrow_mut();
+        let _ = managers[n].kill();
+        let _ = managers[n].wait();
     }
 
     fn path(&self, f: &str) -> PathBuf {
@@ -201,6 +235,21 @@ fn rand_suffix() -> u64 {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the components said, for the failure's report.
+            for n in 0..self.managers.get_mut().len() {
+                let log = std::fs::read_to_string(self.path(&format!("kcm-{n}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- kcm-{n}.log (last lines) ---");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        for m in self.managers.get_mut() {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -671,4 +720,225 @@ fn bad_credentials_get_a_bare_401_and_stay_out_of_the_log() {
         let signature = t.rsplit('.').next().unwrap();
         assert!(!log.contains(signature), "a rejected token's signature is in the log");
     }
+}
+
+/// Polls `probe` for up to 60 seconds.
+fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn kubelet_csr_yaml(name: &str, cn: &str) -> String {
+    csr_yaml(name, cn, &["system:nodes"], "kubernetes.io/kube-apiserver-client-kubelet")
+}
+
+#[test]
+fn kubelet_client_requests_are_approved_after_a_subject_access_review() {
+    let c = Cluster::start(&[]);
+    const SA: &str = "super-admin.conf";
+    // kubeadm's bindings: bootstrap tokens may ask for node client certificates, nodes may renew
+    // their own.
+    let yaml = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: kubeadm:node-autoapprove-bootstrap}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: 'system:certificates.k8s.io:certificatesigningrequests:nodeclient'}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:bootstrappers:kubeadm:default-node-token'}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: kubeadm:node-autoapprove-certificate-rotation}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: 'system:certificates.k8s.io:certificatesigningrequests:selfnodeclient'}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:nodes'}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: csr-makers}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: 'system:node-bootstrapper'}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:bootstrappers'}\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:nodes'}\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}\n";
+    let out = c.apply(SA, yaml);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.start_manager(&[]);
+    let create_as = |yaml: String, who: &[&str]| {
+        let f = c.path(&format!("csr{}.yaml", rand_suffix()));
+        std::fs::write(&f, yaml).unwrap();
+        let mut args = vec!["create", "-f", f.to_str().unwrap()];
+        args.extend_from_slice(who);
+        c.ok(SA, &args);
+    };
+    let bootstrap = ["--as", "system:bootstrap:abcdef", "--as-group", "system:bootstrappers", "--as-group"];
+    let mut bootstrap = bootstrap.to_vec();
+    bootstrap.push("system:bootstrappers:kubeadm:default-node-token");
+    let node1 = ["--as", "system:node:n1", "--as-group", "system:nodes"];
+    // A bootstrap token asks for a new node's certificate; a node renews its own; a node asks for
+    // another node's; a user without the permission asks for one; a bootstrap token asks another
+    // signer.
+    create_as(kubelet_csr_yaml("bootstrap", "system:node:n2"), &bootstrap);
+    create_as(kubelet_csr_yaml("renewal", "system:node:n1"), &node1);
+    create_as(kubelet_csr_yaml("other-node", "system:node:n3"), &node1);
+    create_as(kubelet_csr_yaml("mallory", "system:node:n4"), &["--as", "mallory"]);
+    create_as(
+        csr_yaml("plain-client", "system:node:n5", &["system:nodes"], "kubernetes.io/kube-apiserver-client"),
+        &bootstrap,
+    );
+
+    let approved = |name: &str| {
+        eventually(&format!("{name} approved and signed"), || {
+            let v: serde_json::Value = serde_json::from_str(&c.ok(SA, &["get", "csr", name, "-o", "json"])).unwrap();
+            let cert = v["status"]["certificate"].as_str().is_some_and(|c| !c.is_empty());
+            let cond = v["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Approved")?.clone();
+            cert.then_some(cond)
+        })
+    };
+    // The server records who asked.
+    let spec: serde_json::Value =
+        serde_json::from_str(&c.ok(SA, &["get", "csr", "bootstrap", "-o", "jsonpath={.spec}"])).unwrap();
+    assert_eq!(spec["username"], "system:bootstrap:abcdef");
+    assert_eq!(
+        spec["groups"],
+        serde_json::json!([
+            "system:bootstrappers",
+            "system:bootstrappers:kubeadm:default-node-token",
+            "system:authenticated"
+        ])
+    );
+    let cond = approved("bootstrap");
+    assert_eq!(cond["reason"], "AutoApproved");
+    assert_eq!(cond["status"], "True");
+    assert_eq!(cond["message"], "Auto approving kubelet client certificate after SubjectAccessReview.");
+    let cond = approved("renewal");
+    assert_eq!(cond["message"], "Auto approving self kubelet client certificate after SubjectAccessReview.");
+    // The others stay pending for a person: nothing recorded on them.
+    std::thread::sleep(Duration::from_secs(3));
+    for name in ["other-node", "mallory", "plain-client"] {
+        let conditions = c.ok(SA, &["get", "csr", name, "-o", "jsonpath={.status.conditions}"]);
+        assert_eq!(conditions, "", "{name} was decided");
+    }
+    let listing = c.ok(SA, &["get", "csr", "other-node"]);
+    assert!(listing.contains("Pending"), "{listing}");
+    // A person approves one by hand; the signer then issues it.
+    c.ok(SA, &["certificate", "approve", "mallory"]);
+    let cond = approved("mallory");
+    assert_eq!(cond["reason"], "KubectlApprove");
+}
+
+#[test]
+fn legacy_tokens_are_tracked_invalidated_and_cleaned_up() {
+    let c = Cluster::start(&[]);
+    const SA: &str = "super-admin.conf";
+    let today =
+        time::OffsetDateTime::now_utc().format(time::macros::format_description!("[year]-[month]-[day]")).unwrap();
+    // The API server records since when it tracks legacy token use.
+    let since = eventually("the tracking ConfigMap", || {
+        let out = c.kubectl(
+            SA,
+            &[
+                "get",
+                "configmap",
+                "-n",
+                "kube-system",
+                "kube-apiserver-legacy-service-account-token-tracking",
+                "-o",
+                "jsonpath={.data.since}",
+            ],
+        );
+        out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
+    });
+    assert_eq!(since, today);
+
+    let filler = c.start_manager(&["--controllers=serviceaccount-token"]);
+    let token_secret = |name: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  annotations: {{kubernetes.io/service-account.name: robot}}\ntype: kubernetes.io/service-account-token\n---\n")
+    };
+    // The account first (a token Secret of a missing account is deleted), listing its auto-generated
+    // tokens; manual-token is one a user made.
+    let mut yaml = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: robot}\nsecrets: [{name: robot-token}, {name: stale-token}, {name: old-invalid}, {name: mounted-token}, {name: fresh-token}]\n---\n".to_string();
+    for name in ["robot-token", "stale-token", "old-invalid", "mounted-token", "fresh-token", "manual-token"] {
+        yaml.push_str(&token_secret(name));
+    }
+    yaml.push_str("apiVersion: v1\nkind: Pod\nmetadata: {name: user}\nspec:\n  serviceAccountName: robot\n  automountServiceAccountToken: false\n  containers: [{name: c, image: busybox}]\n  volumes: [{name: t, secret: {secretName: mounted-token}}]\n");
+    let out = c.apply(SA, &yaml);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = |name: &str| {
+        eventually(&format!("{name} filled"), || {
+            let t = c.ok(SA, &["get", "secret", name, "-o", "jsonpath={.data.token}"]);
+            use base64::Engine;
+            (!t.is_empty())
+                .then(|| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(t).unwrap()).unwrap())
+        })
+    };
+    let robot = c.token_kubeconfig("robot.conf", &token("robot-token"));
+    let manual = c.token_kubeconfig("manual.conf", &token("manual-token"));
+    for name in ["stale-token", "old-invalid", "mounted-token", "fresh-token"] {
+        token(name);
+    }
+    c.stop_manager(filler);
+
+    // Each use stamps the day; an auto-generated token also gets a warning.
+    let out = c.kubectl(&robot, &["auth", "whoami"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("system:serviceaccount:default:robot"));
+    assert!(
+        stderr(&out).contains("Warning: Use tokens from the TokenRequest API or manually created secret-based tokens instead of auto-generated secret-based tokens."),
+        "{}",
+        stderr(&out)
+    );
+    let out = c.kubectl(&manual, &["auth", "whoami"]);
+    assert!(out.status.success() && !stderr(&out).contains("Warning"), "{}", stderr(&out));
+    let last_used = |name: &str| {
+        c.ok(SA, &["get", "secret", name, "-o", r"jsonpath={.metadata.labels.kubernetes\.io/legacy-token-last-used}"])
+    };
+    assert_eq!(last_used("robot-token"), today);
+    assert_eq!(last_used("manual-token"), today);
+    assert_eq!(last_used("stale-token"), "");
+    let metrics = c.ok(SA, &["get", "--raw", "/metrics"]);
+    assert!(metrics.contains("serviceaccount_legacy_auto_token_uses_total 1"), "{metrics}");
+    assert!(metrics.contains("serviceaccount_legacy_manual_token_uses_total 1"), "{metrics}");
+
+    // A year later (the tracking began long ago, the cleanup period is a second): robot-token was
+    // last used long ago, stale-token never; old-invalid was invalidated long ago.
+    let label = |name: &str, kv: &str| c.ok(SA, &["label", "--overwrite", "secret", name, kv]);
+    label("robot-token", "kubernetes.io/legacy-token-last-used=2020-01-01");
+    label("old-invalid", "kubernetes.io/legacy-token-invalid-since=2020-01-02");
+    label("fresh-token", &format!("kubernetes.io/legacy-token-last-used={today}"));
+    c.ok(
+        SA,
+        &[
+            "patch",
+            "configmap",
+            "-n",
+            "kube-system",
+            "kube-apiserver-legacy-service-account-token-tracking",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"since":"2020-01-01"}}"#,
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    c.start_manager(&[
+        "--controllers=legacy-serviceaccount-token-cleaner",
+        "--legacy-service-account-token-clean-up-period=1s",
+    ]);
+    let invalid_since = |name: &str| {
+        c.ok(
+            SA,
+            &["get", "secret", name, "-o", r"jsonpath={.metadata.labels.kubernetes\.io/legacy-token-invalid-since}"],
+        )
+    };
+    eventually("old-invalid deleted", || {
+        (!c.kubectl(SA, &["get", "secret", "old-invalid"]).status.success()).then_some(())
+    });
+    eventually("robot-token invalidated", || (invalid_since("robot-token") == today).then_some(()));
+    assert_eq!(invalid_since("stale-token"), today);
+    for kept in ["mounted-token", "fresh-token", "manual-token"] {
+        assert_eq!(invalid_since(kept), "", "{kept} was invalidated");
+    }
+
+    // An invalidated token no longer authenticates (a bare 401); its use is still stamped and counted.
+    label("robot-token", "kubernetes.io/legacy-token-last-used=2020-01-01");
+    let out = c.kubectl(&robot, &["auth", "whoami"]);
+    assert!(!out.status.success() && stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+    assert_eq!(last_used("robot-token"), today);
+    let metrics = c.ok(SA, &["get", "--raw", "/metrics"]);
+    assert!(metrics.contains("serviceaccount_invalid_legacy_auto_token_uses_total 1"), "{metrics}");
+    let log = std::fs::read_to_string(c.path("apiserver.log")).unwrap();
+    assert!(
+        log.contains(
+            "the token in secret default/robot-token for service account default/robot has been marked invalid"
+        ),
+        "{log}"
+    );
+    // Removing the label lets it in again, as upstream's message says.
+    label("robot-token", "kubernetes.io/legacy-token-invalid-since-");
+    let out = c.kubectl(&robot, &["auth", "whoami"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -74,6 +74,10 @@ pub struct Flags {
     pub cluster_signing_key_file: Option<String>,
     #[arg(long, default_value = "8760h0m0s")]
     pub cluster_signing_duration: GoDuration,
+    /// The period of time since the last usage of an legacy service account token before it can be
+    /// deleted.
+    #[arg(long, default_value = "8760h0m0s")]
+    pub legacy_service_account_token_clean_up_period: GoDuration,
     #[arg(long, default_value = "40s")]
     pub node_monitor_grace_period: GoDuration,
     #[arg(long, default_value = "5s")]

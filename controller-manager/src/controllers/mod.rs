@@ -47,7 +47,14 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
     ("clusterrole-aggregation-controller", &["clusterrole-aggregation"], true, misc::start_clusterrole_aggregation),
     ("ttl-after-finished-controller", &["ttl-after-finished"], true, misc::start_ttl_after_finished),
     ("certificatesigningrequest-signing-controller", &["csrsigning"], true, certificates::start_signing),
+    ("certificatesigningrequest-approving-controller", &["csrapproving"], true, certificates::start_approving),
     ("certificatesigningrequest-cleaner-controller", &["csrcleaner"], true, certificates::start_cleaner),
+    (
+        "legacy-serviceaccount-token-cleaner-controller",
+        &["legacy-serviceaccount-token-cleaner"],
+        true,
+        tokens::start_cleaner,
+    ),
     // Off by default, as upstream (kubeadm turns it on).
     ("token-cleaner-controller", &["tokencleaner"], false, misc::start_token_cleaner),
     ("bootstrap-signer-controller", &["bootstrapsigner"], false, misc::start_bootstrap_signer),
@@ -116,9 +123,10 @@ fn service_account(controller: &str) -> Option<&'static str> {
         "resourcequota-controller" => "resourcequota-controller",
         "clusterrole-aggregation-controller" => "clusterrole-aggregation-controller",
         "ttl-after-finished-controller" => "ttl-after-finished-controller",
-        "certificatesigningrequest-signing-controller" | "certificatesigningrequest-cleaner-controller" => {
-            "certificate-controller"
-        }
+        "certificatesigningrequest-signing-controller"
+        | "certificatesigningrequest-approving-controller"
+        | "certificatesigningrequest-cleaner-controller" => "certificate-controller",
+        "legacy-serviceaccount-token-cleaner-controller" => "legacy-service-account-token-cleaner",
         "token-cleaner-controller" => "token-cleaner",
         "bootstrap-signer-controller" => "bootstrap-signer",
         _ => return None,

@@ -128,3 +128,169 @@ async fn sync(ctx: &Context, signer: &Signer, ca: Option<&[u8]>, key: &str) -> S
         Err(e) => Err(e.into()),
     }
 }
+
+/// Upstream's labels and tracking ConfigMap for legacy tokens (the API server writes them).
+const LAST_USED_LABEL: &str = "kubernetes.io/legacy-token-last-used";
+const INVALID_SINCE_LABEL: &str = "kubernetes.io/legacy-token-invalid-since";
+const TRACKING_CONFIGMAP: &str = "kube-apiserver-legacy-service-account-token-tracking";
+const DAY: i64 = 24 * 3600;
+
+/// The legacy-serviceaccount-token-cleaner, as upstream's: once per day (and at start), every
+/// auto-generated token Secret (listed in its account's `secrets`) that is older than
+/// `--legacy-service-account-token-clean-up-period`, not used within it (its last-used label, or no
+/// use since tracking began) and not referenced by a pod of its namespace is labelled
+/// `kubernetes.io/legacy-token-invalid-since` (after which the API server refuses it); one labelled
+/// a whole period ago is deleted. Nothing happens until the API servers have tracked uses for a period.
+pub fn start_cleaner(ctx: &Arc<Context>) {
+    let period = ctx.flags.legacy_service_account_token_clean_up_period.0;
+    if period.is_zero() {
+        tracing::error!("invalid --legacy-service-account-token-clean-up-period: 0s; legacy token cleaner not started");
+        return;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        ctx.secrets().wait_synced().await;
+        ctx.serviceaccounts().wait_synced().await;
+        ctx.pods().wait_synced().await;
+        loop {
+            if let Err(e) = clean_legacy_tokens(&ctx, period.as_secs() as i64).await {
+                tracing::error!(error = %e, "evaluating legacy service account tokens");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(DAY as u64)).await;
+        }
+    });
+}
+
+fn date_of(unix: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(unix).map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+/// A `YYYY-MM-DD` date's midnight (UTC) in unix seconds.
+fn parse_date(s: &str) -> Option<i64> {
+    let d = k8s_openapi::jiff::civil::Date::strptime("%Y-%m-%d", s).ok()?;
+    Some(d.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).ok()?.timestamp().as_second())
+}
+
+async fn clean_legacy_tokens(ctx: &Context, period: i64) -> Result<(), kube::Error> {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(ctx.client.clone(), "kube-system");
+    let tracking = cms.get(TRACKING_CONFIGMAP).await?;
+    let since = tracking.data.as_ref().and_then(|d| d.get("since")).cloned().unwrap_or_default();
+    let Some(tracked_since) = parse_date(&since) else {
+        tracing::error!(since = %since, "the legacy token tracking ConfigMap has no valid since date");
+        return Ok(());
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    // Tracking began at the latest at the end of that day.
+    if now < tracked_since + DAY + period {
+        return Ok(());
+    }
+    let preserve_created_after = now - period;
+    let preserve_used_on_or_after = date_of(now - period);
+    let mut mounted: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
+    for secret in ctx.secrets().list() {
+        let meta = &secret.metadata;
+        let created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(now);
+        if secret.type_.as_deref() != Some(TOKEN_TYPE)
+            || created >= preserve_created_after
+            || meta.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+        let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k)).cloned();
+        let last_used = label(LAST_USED_LABEL);
+        if let Some(used) = &last_used {
+            if parse_date(used).is_none() {
+                tracing::error!(secret = %format!("{ns}/{name}"), last_used = %used, "unparseable last-used label");
+                continue;
+            }
+            if *used >= preserve_used_on_or_after {
+                continue;
+            }
+        }
+        // Only auto-generated tokens: the account (with the annotated uid) lists the Secret.
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        let Some(sa) = annotations.get(NAME_ANNOTATION).and_then(|sa| ctx.serviceaccounts().get(&format!("{ns}/{sa}")))
+        else {
+            continue;
+        };
+        if annotations.get(UID_ANNOTATION).is_some_and(|u| !u.is_empty() && Some(u) != sa.metadata.uid.as_ref())
+            || !sa.secrets.iter().flatten().any(|r| r.name.as_deref() == Some(name.as_str()))
+        {
+            continue;
+        }
+        let used_by_pods = mounted
+            .entry(ns.clone())
+            .or_insert_with(|| ctx.pods().list_namespace(&ns).iter().flat_map(|p| pod_secret_names(p)).collect());
+        if used_by_pods.contains(&name) {
+            continue;
+        }
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let invalid_since = label(INVALID_SINCE_LABEL).filter(|v| parse_date(v).is_some());
+        let Some(invalid_since) = invalid_since else {
+            let today = date_of(now);
+            tracing::info!(secret = %format!("{ns}/{name}"), invalid_since = %today, "Mark the auto-generated service account token as invalid");
+            let patch = json!({"metadata": {"uid": meta.uid, "labels": {INVALID_SINCE_LABEL: today}}});
+            if let Err(e) = api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await
+            {
+                tracing::error!(secret = %format!("{ns}/{name}"), error = %e, "failed to label legacy service account token secret with invalid since date");
+            }
+            continue;
+        };
+        if invalid_since >= preserve_used_on_or_after {
+            continue;
+        }
+        tracing::info!(secret = %format!("{ns}/{name}"), last_used = ?last_used, invalid_since = %invalid_since, "Delete auto-generated service account token");
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions { uid: None, resource_version: meta.resource_version.clone() }),
+            ..Default::default()
+        };
+        match api.delete(&name, &dp).await {
+            Ok(_) => {}
+            Err(e) if has_code(&e, &[404, 409]) => {}
+            Err(e) => {
+                tracing::error!(secret = %format!("{ns}/{name}"), error = %e, "deleting legacy service account token")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every Secret a pod refers to (upstream's `VisitPodSecretNames`): image pull secrets, env and
+/// envFrom references of all containers, and volume sources.
+pub fn pod_secret_names(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(spec) = &pod.spec else { return out };
+    let mut add = |n: Option<&String>| out.extend(n.filter(|n| !n.is_empty()).cloned());
+    for r in spec.image_pull_secrets.iter().flatten() {
+        add(Some(&r.name));
+    }
+    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let envs = containers
+        .map(|c| (&c.env, &c.env_from))
+        .chain(spec.ephemeral_containers.iter().flatten().map(|c| (&c.env, &c.env_from)));
+    for (env, env_from) in envs {
+        for e in env_from.iter().flatten() {
+            add(e.secret_ref.as_ref().map(|r| &r.name));
+        }
+        for e in env.iter().flatten() {
+            add(e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).map(|r| &r.name));
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        add(v.secret.as_ref().and_then(|s| s.secret_name.as_ref()));
+        for p in v.projected.as_ref().and_then(|p| p.sources.as_ref()).into_iter().flatten() {
+            add(p.secret.as_ref().map(|s| &s.name));
+        }
+        add(v.azure_file.as_ref().map(|a| &a.secret_name));
+        add(v.csi.as_ref().and_then(|c| c.node_publish_secret_ref.as_ref()).map(|r| &r.name));
+        add(v.cephfs.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
+        add(v.cinder.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
+        add(v.flex_volume.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
+        add(v.iscsi.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
+        add(v.rbd.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
+        add(v.scale_io.as_ref().map(|c| &c.secret_ref.name));
+        add(v.storageos.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
+    }
+    out
+}
