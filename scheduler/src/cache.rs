@@ -17,7 +17,7 @@ pub struct Resources {
 }
 
 impl Resources {
-    fn add(&mut self, o: &Resources, sign: i64) {
+    pub fn add(&mut self, o: &Resources, sign: i64) {
         self.cpu += sign * o.cpu;
         self.memory += sign * o.memory;
         self.ephemeral += sign * o.ephemeral;
@@ -144,17 +144,40 @@ pub fn node_info(n: &Node) -> NodeInfo {
 }
 
 #[derive(Clone)]
-struct PodEntry {
-    node: String,
-    req: Resources,
-    non_zero: Resources,
-    ports: Vec<(String, String, i32)>,
+pub struct PodEntry {
+    pub node: String,
+    pub req: Resources,
+    pub non_zero: Resources,
+    pub ports: Vec<(String, String, i32)>,
+    pub priority: i32,
+    /// When it started (or was created), unix seconds: preemption spares the longest-running.
+    pub start: Option<i64>,
     assumed: bool,
-    namespace: String,
-    labels: BTreeMap<String, String>,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    /// Its pod (anti-)affinity terms, parsed once.
+    pub affinity: Option<std::sync::Arc<crate::interpod::Affinity>>,
     /// The controlling owner's uid (the default spreading groups pods by it).
     owner: Option<String>,
-    terminating: bool,
+    pub terminating: bool,
+}
+
+impl PodEntry {
+    /// Adds (sign 1) or takes off (-1) the pod's resources, pod count and host ports on a node.
+    pub fn account(&self, info: &mut NodeInfo, sign: i64) {
+        info.requested.add(&self.req, sign);
+        info.non_zero_requested.add(&self.non_zero, sign);
+        info.pods += sign;
+        if sign > 0 {
+            info.used_ports.extend(self.ports.iter().cloned());
+        } else {
+            for p in &self.ports {
+                if let Some(i) = info.used_ports.iter().position(|x| x == p) {
+                    info.used_ports.remove(i);
+                }
+            }
+        }
+    }
 }
 
 /// Decides whether a placed pod (its labels and controlling owner) counts for a spread selector.
@@ -174,6 +197,8 @@ pub struct Cache {
     nodes: HashMap<String, NodeInfo>,
     pods: HashMap<String, PodEntry>,
     spread_counts: HashMap<String, SpreadCount>,
+    /// Keys of the placed pods with affinity terms (InterPodAffinity looks at their terms).
+    with_affinity: std::collections::HashSet<String>,
     /// Names of the known nodes, sorted: the order the scheduler walks them in.
     order: Vec<String>,
 }
@@ -202,11 +227,6 @@ impl Cache {
         }
     }
 
-    #[cfg(test)]
-    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name).filter(|n| n.known)
-    }
-
     /// The known nodes in name order.
     pub fn sorted_nodes(&self) -> Vec<&NodeInfo> {
         self.order.iter().filter_map(|n| self.nodes.get(n)).collect()
@@ -215,18 +235,7 @@ impl Cache {
     fn apply(&mut self, e: &PodEntry, sign: i64) {
         let info =
             self.nodes.entry(e.node.clone()).or_insert_with(|| NodeInfo { name: e.node.clone(), ..Default::default() });
-        info.requested.add(&e.req, sign);
-        info.non_zero_requested.add(&e.non_zero, sign);
-        info.pods += sign;
-        if sign > 0 {
-            info.used_ports.extend(e.ports.iter().cloned());
-        } else {
-            for p in &e.ports {
-                if let Some(i) = info.used_ports.iter().position(|x| x == p) {
-                    info.used_ports.remove(i);
-                }
-            }
-        }
+        e.account(info, sign);
     }
 
     /// Counts `pod` on `node` (bound, or assumed when `assumed`).
@@ -237,6 +246,13 @@ impl Cache {
             req: pod_requests(pod, false),
             non_zero: pod_requests(pod, true),
             ports: pod_host_ports(pod),
+            priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+            start: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .or(pod.metadata.creation_timestamp.as_ref())
+                .map(|t| t.0.as_second()),
             assumed,
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
@@ -247,7 +263,11 @@ impl Cache {
                 .and_then(|o| o.iter().find(|r| r.controller == Some(true)))
                 .map(|r| r.uid.clone()),
             terminating: pod.metadata.deletion_timestamp.is_some(),
+            affinity: crate::interpod::Affinity::of(pod),
         };
+        if e.affinity.is_some() {
+            self.with_affinity.insert(key.to_string());
+        }
         self.apply(&e, 1);
         self.count_spread(&e, 1);
         self.pods.insert(key.to_string(), e);
@@ -255,6 +275,7 @@ impl Cache {
 
     pub fn remove_pod(&mut self, key: &str) {
         if let Some(e) = self.pods.remove(key) {
+            self.with_affinity.remove(key);
             self.apply(&e, -1);
             self.count_spread(&e, -1);
         }
@@ -294,6 +315,38 @@ impl Cache {
 
     pub fn spread_counts_of(&self, key: &str) -> Option<&HashMap<String, i64>> {
         self.spread_counts.get(key).map(|c| &c.per_node)
+    }
+
+    /// Every placed (bound or assumed) pod.
+    pub fn placed_pods(&self) -> impl Iterator<Item = &PodEntry> {
+        self.pods.values()
+    }
+
+    /// The placed pods that have affinity terms.
+    pub fn placed_pods_with_affinity(&self) -> impl Iterator<Item = &PodEntry> {
+        self.with_affinity.iter().filter_map(|k| self.pods.get(k))
+    }
+
+    pub fn placed_pods_keyed(&self) -> impl Iterator<Item = (&String, &PodEntry)> {
+        self.pods.iter()
+    }
+
+    /// A known node.
+    pub fn node_info(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name).filter(|n| n.known)
+    }
+
+    pub fn pods_with_affinity(&self) -> usize {
+        self.with_affinity.len()
+    }
+
+    /// A known node's labels.
+    pub fn node_labels(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.nodes.get(name).filter(|n| n.known).map(|n| &n.labels)
+    }
+
+    pub fn is_placed(&self, key: &str) -> bool {
+        self.pods.contains_key(key)
     }
 
     /// Whether `key` counts only as an assumption (its binding not yet seen).

@@ -2,7 +2,9 @@
 //! only to the API server, behind the `kube-system/kube-scheduler` Lease.
 
 mod cache;
+mod interpod;
 mod plugins;
+mod preemption;
 mod queue;
 mod scheduler;
 mod spread;

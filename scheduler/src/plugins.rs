@@ -13,10 +13,17 @@ use std::collections::BTreeMap;
 pub struct Failure {
     pub reason: String,
     pub resolvable: bool,
+    /// From NodeResourcesFit or NodePorts: what removing pods from the node's copy shows at once.
+    pub from_fit: bool,
 }
 
 fn fail(reason: impl Into<String>, resolvable: bool) -> Failure {
-    Failure { reason: reason.into(), resolvable }
+    Failure { reason: reason.into(), resolvable, from_fit: false }
+}
+
+/// A NodeResourcesFit or NodePorts failure, which evicting pods may resolve.
+fn fit_fail(reason: impl Into<String>) -> Failure {
+    Failure { reason: reason.into(), resolvable: true, from_fit: true }
 }
 
 fn requirement_matches(
@@ -110,27 +117,27 @@ pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node:
             .iter()
             .any(|(p, i, n)| p == proto && n == port && (i == ip || i == "0.0.0.0" || ip == "0.0.0.0"));
         if clash {
-            return Err(fail("node(s) didn't have free ports for the requested pod ports", true));
+            return Err(fit_fail("node(s) didn't have free ports for the requested pod ports"));
         }
     }
     // NodeResourcesFit.
     if node.pods + 1 > node.allocatable.pods {
-        return Err(fail("Too many pods", true));
+        return Err(fit_fail("Too many pods"));
     }
     if req.cpu > 0 && node.requested.cpu + req.cpu > node.allocatable.cpu {
-        return Err(fail("Insufficient cpu", true));
+        return Err(fit_fail("Insufficient cpu"));
     }
     if req.memory > 0 && node.requested.memory + req.memory > node.allocatable.memory {
-        return Err(fail("Insufficient memory", true));
+        return Err(fit_fail("Insufficient memory"));
     }
     if req.ephemeral > 0 && node.requested.ephemeral + req.ephemeral > node.allocatable.ephemeral {
-        return Err(fail("Insufficient ephemeral-storage", true));
+        return Err(fit_fail("Insufficient ephemeral-storage"));
     }
     for (name, want) in &req.scalar {
         let have = node.allocatable.scalar.get(name).copied().unwrap_or(0);
         let used = node.requested.scalar.get(name).copied().unwrap_or(0);
         if *want > 0 && used + want > have {
-            return Err(fail(format!("Insufficient {name}"), true));
+            return Err(fit_fail(format!("Insufficient {name}")));
         }
     }
     Ok(())
@@ -248,7 +255,7 @@ mod tests {
         .unwrap();
         let req = crate::cache::pod_requests(&pod, false);
         let small = node("small", "1", vec![]);
-        assert_eq!(filter(&pod, &req, &[], &small).unwrap_err(), fail("Insufficient cpu", true));
+        assert_eq!(filter(&pod, &req, &[], &small).unwrap_err(), fit_fail("Insufficient cpu"));
         let tainted = node(
             "t",
             "4",

@@ -18,6 +18,8 @@ struct State {
     in_active: HashMap<String, i32>,
     backoff: HashMap<String, Instant>,
     unschedulable: HashMap<String, Instant>,
+    /// Unschedulable pods that a newly placed pod may help (they failed on pod affinity).
+    waiting_for_pods: std::collections::HashSet<String>,
     attempts: HashMap<String, u32>,
     priority: HashMap<String, i32>,
     seq: u64,
@@ -64,6 +66,7 @@ impl SchedulingQueue {
         s.in_active.remove(key);
         s.backoff.remove(key);
         s.unschedulable.remove(key);
+        s.waiting_for_pods.remove(key);
         s.attempts.remove(key);
         s.priority.remove(key);
     }
@@ -92,9 +95,39 @@ impl SchedulingQueue {
         }
     }
 
+    /// An unschedulable pod that failed on pod affinity: a pod placed later may make it fit.
+    pub fn wait_for_pods(&self, key: &str) {
+        self.state.lock().unwrap().waiting_for_pods.insert(key.to_string());
+    }
+
+    /// A pod was placed: the unschedulable pods waiting for one (upstream's queueing hint for
+    /// InterPodAffinity on pod adds) go back.
+    pub fn move_pod_waiters(&self) {
+        let mut s = self.state.lock().unwrap();
+        if s.waiting_for_pods.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = s.waiting_for_pods.drain().collect();
+        Self::to_backoff(self, &mut s, keys);
+        drop(s);
+        self.flush();
+    }
+
+    fn to_backoff(&self, s: &mut State, keys: Vec<String>) {
+        for k in keys {
+            if s.unschedulable.remove(&k).is_none() {
+                continue;
+            }
+            let n = s.attempts.get(&k).copied().unwrap_or(0);
+            let at = Instant::now() + self.backoff_for(n);
+            s.backoff.insert(k, at);
+        }
+    }
+
     /// A cluster event that may help: unschedulable pods go to backoff (if still backing off) or active.
     pub fn move_all_unschedulable(&self) {
         let mut s = self.state.lock().unwrap();
+        s.waiting_for_pods.clear();
         let keys: Vec<String> = s.unschedulable.drain().map(|(k, _)| k).collect();
         for k in keys {
             let n = s.attempts.get(&k).copied().unwrap_or(0);

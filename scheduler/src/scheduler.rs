@@ -1,13 +1,15 @@
 //! One scheduling cycle per pod: filter the nodes (from a rotating start, stopping at
 //! `percentageOfNodesToScore`), score the feasible ones, pick the best (ties at random), assume the pod
 //! on it and bind through `pods/binding` in the background. A pod that fits nowhere gets upstream's
-//! `FailedScheduling` event and `PodScheduled=False` (`Unschedulable`) and waits for a cluster event.
+//! `FailedScheduling` event and `PodScheduled=False` (`Unschedulable`), may preempt lower-priority pods
+//! (`preemption`), and waits for a cluster event.
 
-use crate::cache::{pod_host_ports, pod_requests, Cache};
+use crate::cache::{pod_host_ports, pod_requests, Cache, Resources};
 use crate::plugins::{self, Failure, Strategy};
 use crate::queue::SchedulingQueue;
 use component_base::informer::{key_of, split_key, Change, Informer};
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -74,11 +76,26 @@ fn metrics() -> &'static Metrics {
     })
 }
 
+/// How preemption ended for a pod that fits nowhere.
+enum Preemption {
+    /// Victims are being evicted; the pod waits for them on its nominated node.
+    Nominated,
+    NotEligible(&'static str),
+    NoCandidate,
+}
+
 pub struct Scheduler {
     client: kube::Client,
     opts: Options,
     pods: Arc<Informer<Pod>>,
     nodes: Arc<Informer<Node>>,
+    /// Namespace labels, for affinity terms' `namespaceSelector`.
+    namespaces: Arc<Informer<Namespace>>,
+    /// PodDisruptionBudgets, which preemption avoids breaking.
+    pdbs: Arc<Informer<PodDisruptionBudget>>,
+    /// Pending pods nominated to a node by a preemption (`status.nominatedNodeName`): (node, priority,
+    /// requests). Pods of lower priority must not take the room made for them.
+    nominated: Mutex<BTreeMap<String, (String, i32, Resources)>>,
     cache: Mutex<Cache>,
     queue: SchedulingQueue,
     next_start: AtomicUsize,
@@ -100,6 +117,10 @@ impl Scheduler {
     pub fn start(client: kube::Client, opts: Options, identity: String) -> Arc<Scheduler> {
         let pods = Informer::start(Api::<Pod>::all(client.clone()), kube::runtime::watcher::Config::default());
         let nodes = Informer::start(Api::<Node>::all(client.clone()), kube::runtime::watcher::Config::default());
+        let namespaces =
+            Informer::start(Api::<Namespace>::all(client.clone()), kube::runtime::watcher::Config::default());
+        let pdbs =
+            Informer::start(Api::<PodDisruptionBudget>::all(client.clone()), kube::runtime::watcher::Config::default());
         let queue = SchedulingQueue::new(opts.initial_backoff, opts.max_backoff);
         let recorder = Recorder::new(
             client.clone(),
@@ -110,6 +131,9 @@ impl Scheduler {
             opts,
             pods,
             nodes,
+            namespaces,
+            pdbs,
+            nominated: Mutex::new(BTreeMap::new()),
             cache: Mutex::new(Cache::default()),
             queue,
             next_start: AtomicUsize::new(0),
@@ -136,6 +160,8 @@ impl Scheduler {
         tokio::spawn(async move {
             s2.nodes.wait_synced().await;
             s2.pods.wait_synced().await;
+            s2.namespaces.wait_synced().await;
+            s2.pdbs.wait_synced().await;
             tracing::info!("caches synced; scheduling");
             loop {
                 let key = s2.queue.pop().await;
@@ -159,6 +185,7 @@ impl Scheduler {
         let key = key_of(p.as_ref());
         match ch {
             Change::Deleted(_) => {
+                self.nominated.lock().unwrap().remove(&key);
                 self.queue.delete(&key);
                 self.first_seen.lock().unwrap().remove(&key);
                 if bound(p).is_some() {
@@ -168,19 +195,51 @@ impl Scheduler {
             }
             _ => match bound(p) {
                 Some(node) => {
+                    self.nominated.lock().unwrap().remove(&key);
                     self.queue.delete(&key);
                     if terminal(p) {
                         self.cache.lock().unwrap().remove_pod(&key);
                         self.queue.move_all_unschedulable();
                     } else {
                         let mut cache = self.cache.lock().unwrap();
-                        if cache.is_assumed(&key) {
+                        let assumed = cache.is_assumed(&key);
+                        let fresh = assumed || !cache.is_placed(&key);
+                        if assumed {
                             tracing::debug!(pod = %key, node = %node, "binding confirmed");
                         }
                         cache.add_pod(&key, p, &node, false);
+                        drop(cache);
+                        if fresh {
+                            self.queue.move_pod_waiters();
+                        }
                     }
                 }
                 None => {
+                    let nominee =
+                        p.status.as_ref().and_then(|s| s.nominated_node_name.clone()).filter(|n| !n.is_empty());
+                    match nominee {
+                        Some(n) if !terminal(p) => {
+                            let prio = p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+                            self.nominated.lock().unwrap().insert(key.clone(), (n, prio, pod_requests(p, false)));
+                        }
+                        _ => {
+                            self.nominated.lock().unwrap().remove(&key);
+                        }
+                    }
+                    // As upstream's isPodUpdated: a change of status alone (the nomination, a
+                    // condition) does not make a waiting pod worth another attempt.
+                    let status_only = match ch {
+                        Change::Updated { old, new } => {
+                            old.spec == new.spec
+                                && old.metadata.labels == new.metadata.labels
+                                && old.metadata.annotations == new.metadata.annotations
+                                && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+                        }
+                        _ => false,
+                    };
+                    if status_only {
+                        return;
+                    }
                     if self.ours(p) && p.metadata.deletion_timestamp.is_none() && !terminal(p) {
                         let gated =
                             p.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty());
@@ -222,26 +281,57 @@ impl Scheduler {
         let req = pod_requests(&pod, false);
         let non_zero = pod_requests(&pod, true);
         let ports = pod_host_ports(&pod);
+        let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+        // Room promised to nominated pods of at least this priority counts as taken.
+        let mut promised: BTreeMap<String, (Resources, i64)> = BTreeMap::new();
+        for (k, (node, prio, r)) in self.nominated.lock().unwrap().iter() {
+            if k != key && *prio >= priority {
+                let e = promised.entry(node.clone()).or_default();
+                e.0.add(r, 1);
+                e.1 += 1;
+            }
+        }
         // Filter, then score, over a snapshot of the cache.
-        let (choice, failures, total) = {
+        let (choice, failed, total) = {
             let mut cache = self.cache.lock().unwrap();
             let spec = pod.spec.clone().unwrap_or_default();
             let spread = crate::spread::prepare(&pod, &mut cache, |n| plugins::affinity_matches(&spec, n));
+            let ns_labels =
+                |ns: &str| self.namespaces.get(ns).and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
+            let interpod = crate::interpod::prepare(&pod, &mut cache, &ns_labels);
             let nodes = cache.sorted_nodes();
             let total = nodes.len();
             let want = self.nodes_to_find(total);
             let start = if total == 0 { 0 } else { self.next_start.load(Ordering::Relaxed) % total };
             let mut feasible = Vec::new();
-            let mut failures: Vec<Failure> = Vec::new();
+            let mut failed: Vec<(String, Failure)> = Vec::new();
             let mut examined = 0;
             for i in 0..total {
                 let n = nodes[(start + i) % total];
                 examined += 1;
-                match plugins::filter(&pod, &req, &ports, n)
-                    .and_then(|()| spread.filter(n).map_err(|r| Failure { reason: r.to_string(), resolvable: true }))
+                let with_promised;
+                let fit_on = match promised.get(&n.name) {
+                    Some((r, count)) => {
+                        let mut adjusted = n.clone();
+                        adjusted.requested.add(r, 1);
+                        adjusted.pods += count;
+                        with_promised = adjusted;
+                        &with_promised
+                    }
+                    None => n,
+                };
+                match plugins::filter(&pod, &req, &ports, fit_on)
+                    .and_then(|()| {
+                        spread.filter(n).map_err(|r| Failure {
+                            reason: r.to_string(),
+                            resolvable: true,
+                            from_fit: false,
+                        })
+                    })
+                    .and_then(|()| interpod.filter(n))
                 {
                     Ok(()) => feasible.push(n),
-                    Err(f) => failures.push(f),
+                    Err(f) => failed.push((n.name.clone(), f)),
                 }
                 if feasible.len() >= want {
                     break;
@@ -260,21 +350,39 @@ impl Scheduler {
                         *s += 2 * t;
                     }
                 }
+                if interpod.has_scores() {
+                    // InterPodAffinity's weight in the default profile is 2.
+                    for (s, t) in scores.iter_mut().zip(interpod.score(&feasible)) {
+                        *s += 2 * t;
+                    }
+                }
                 let best = scores.iter().copied().max().unwrap_or(0);
                 let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
                 let pick = top[rand::random_range(0..top.len())];
                 Some(feasible[pick].name.clone())
             };
-            (choice, failures, total)
+            (choice, failed, total)
         };
         let Some(node) = choice else {
-            let msg = failure_message(total, &failures);
+            let failures: Vec<Failure> = failed.iter().map(|(_, f)| f.clone()).collect();
+            // PostFilter: preemption, whose outcome ends the message as upstream's.
+            let outcome = self.preempt(&pod, key, &req, &ports, &failed).await;
+            let mut msg = fit_message(total, &failures);
+            match outcome {
+                Preemption::Nominated => {}
+                Preemption::NotEligible(why) if total > 0 => msg = format!("{msg} preemption: {why}"),
+                _ if total > 0 => msg = format!("{msg} {}", no_candidate_summary(total, &failures)),
+                _ => {}
+            }
             metrics().attempts.with_label_values(&[&profile_name, "unschedulable"]).inc();
             metrics()
                 .attempt_duration
                 .with_label_values(&[&profile_name, "unschedulable"])
                 .observe(started.elapsed().as_secs_f64());
             self.queue.requeue(key, true);
+            if failures.iter().any(|f| f.reason == crate::interpod::AFFINITY_MISMATCH) {
+                self.queue.wait_for_pods(key);
+            }
             self.report_unschedulable(&pod, &msg).await;
             return;
         };
@@ -323,6 +431,70 @@ impl Scheduler {
                 }
             }
         });
+    }
+
+    /// DefaultPreemption's PostFilter: choose victims (`preemption::find`), nominate the node in the
+    /// pod's status, mark each victim with the `DisruptionTarget` condition, delete it and record
+    /// `Preempted`. The pod stays unschedulable until the victims are gone, then fits.
+    async fn preempt(
+        &self,
+        pod: &Pod,
+        key: &str,
+        req: &Resources,
+        ports: &[(String, String, i32)],
+        failed: &[(String, Failure)],
+    ) -> Preemption {
+        let spec = pod.spec.as_ref();
+        metrics().preemption.inc();
+        if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
+            return Preemption::NotEligible("not eligible due to preemptionPolicy=Never.");
+        }
+        let priority = spec.and_then(|s| s.priority).unwrap_or(0);
+        let nominee = pod.status.as_ref().and_then(|s| s.nominated_node_name.clone()).filter(|n| !n.is_empty());
+        let candidate = {
+            let cache = self.cache.lock().unwrap();
+            // upstream's PodEligibleToPreemptOthers: victims of an earlier preemption still leaving.
+            if let Some(n) = &nominee {
+                if cache.placed_pods().any(|e| &e.node == n && e.terminating && e.priority < priority) {
+                    return Preemption::NotEligible("not eligible due to a terminating pod on the nominated node.");
+                }
+            }
+            let budgets: Vec<_> = self.pdbs.list().iter().map(|p| crate::preemption::Budget::of(p)).collect();
+            crate::preemption::find(pod, req, ports, &cache, failed, &budgets)
+        };
+        let Some(c) = candidate else { return Preemption::NoCandidate };
+        let (ns, name) = split_key(key);
+        let ns = ns.unwrap_or("default").to_string();
+        tracing::info!(pod = %key, node = %c.node, victims = ?c.victims, "preempting");
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let nominate = json!({"status": {"nominatedNodeName": c.node}});
+        if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&nominate)).await {
+            tracing::warn!(pod = %key, error = %e, "could not nominate the node");
+            return Preemption::NoCandidate;
+        }
+        self.nominated.lock().unwrap().insert(key.to_string(), (c.node.clone(), priority, req.clone()));
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        for v in &c.victims {
+            let Some(victim) = self.pods.get(v) else { continue };
+            let (vns, vname) = split_key(v);
+            let vapi: Api<Pod> = Api::namespaced(self.client.clone(), vns.unwrap_or("default"));
+            let scheduler = self.profile(pod).scheduler_name.clone();
+            let condition = json!({"status": {"conditions": [{
+                "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                "message": format!("{scheduler}: preempting to accommodate a higher priority pod"),
+                "lastTransitionTime": component_base::time_now(),
+            }]}});
+            if let Err(e) = vapi.patch_status(vname, &PatchParams::default(), &Patch::Strategic(&condition)).await {
+                tracing::info!(victim = %v, error = %e, "could not mark the victim");
+            }
+            match vapi.delete(vname, &Default::default()).await {
+                Ok(_) => {
+                    self.event(&victim, false, "Preempted", format!("Preempted by pod {uid} on node {}", c.node)).await;
+                }
+                Err(e) => tracing::warn!(victim = %v, error = %e, "could not delete the victim"),
+            }
+        }
+        Preemption::Nominated
     }
 
     async fn event(&self, pod: &Pod, warning: bool, reason: &str, note: String) {
@@ -378,7 +550,18 @@ impl Scheduler {
 }
 
 /// upstream's FitError message: reasons counted and sorted, then what preemption could do.
+/// upstream's FitError text with the preemption summary of a pod no eviction could help.
+#[cfg(test)]
 pub fn failure_message(total: usize, failures: &[Failure]) -> String {
+    let msg = fit_message(total, failures);
+    if total == 0 {
+        return msg;
+    }
+    format!("{msg} {}", no_candidate_summary(total, failures))
+}
+
+/// The filter part of upstream's FitError text.
+pub fn fit_message(total: usize, failures: &[Failure]) -> String {
     if total == 0 {
         return "no nodes available to schedule pods".into();
     }
@@ -393,6 +576,11 @@ pub fn failure_message(total: usize, failures: &[Failure]) -> String {
         msg.push_str(&format!(": {}", parts.join(", ")));
     }
     msg.push('.');
+    msg
+}
+
+/// `preemption: ...` when no node had victims to offer.
+fn no_candidate_summary(total: usize, failures: &[Failure]) -> String {
     let helpless = failures.iter().filter(|f| !f.resolvable).count();
     let no_victims = failures.len() - helpless;
     let mut pre: Vec<String> = Vec::new();
@@ -403,8 +591,7 @@ pub fn failure_message(total: usize, failures: &[Failure]) -> String {
         pre.push(format!("{helpless} Preemption is not helpful for scheduling"));
     }
     pre.sort();
-    msg.push_str(&format!(" preemption: 0/{total} nodes are available: {}.", pre.join(", ")));
-    msg
+    format!("preemption: 0/{total} nodes are available: {}.", pre.join(", "))
 }
 
 #[cfg(test)]
@@ -413,7 +600,7 @@ mod tests {
 
     #[test]
     fn fit_error_message_as_upstream() {
-        let f = |r: &str, res: bool| Failure { reason: r.into(), resolvable: res };
+        let f = |r: &str, res: bool| Failure { reason: r.into(), resolvable: res, from_fit: false };
         let msg = failure_message(
             3,
             &[

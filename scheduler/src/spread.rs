@@ -191,7 +191,7 @@ mod tests {
             {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
         let state = prepare(&incoming, &mut cache, |_| true);
         let names = ["a1", "b1", "c1"];
-        let ok: Vec<bool> = names.iter().map(|n| state.filter(cache.node(n).unwrap()).is_ok()).collect();
+        let ok: Vec<bool> = names.iter().map(|n| state.filter(cache.node_info(n).unwrap()).is_ok()).collect();
         // Zone a has 2, b 1, c 0: only c keeps the skew within 1.
         assert_eq!(ok, [false, false, true]);
     }
@@ -207,7 +207,7 @@ mod tests {
         incoming.spec = Some(serde_json::from_value(serde_json::json!({"containers": [], "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": HOSTNAME, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
         let state = prepare(&incoming, &mut cache, |_| true);
-        let nodes = [cache.node("a1").unwrap(), cache.node("b1").unwrap()];
+        let nodes = [cache.node_info("a1").unwrap(), cache.node_info("b1").unwrap()];
         let s = state.score(&nodes);
         assert!(s[1] > s[0], "{s:?}");
     }

@@ -198,3 +198,165 @@ fn topology_spread_across_three_zones() {
     }
     assert_ne!(zone(&node_of(&c, "s6")), zone(&node_of(&c, "s7")));
 }
+
+fn labelled_pod(c: &Cluster, name: &str, labels: &str, spec: &str) {
+    let ns = if name.starts_with("blue-") { "other" } else { "default" };
+    c.ok(&["apply", "-f", &c.file(&format!("{name}.yaml"), &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{labels}}}}}\nspec:\n{spec}  containers:\n  - name: c\n    image: busybox:1.36\n    resources: {{requests: {{cpu: 100m}}}}\n"))]);
+}
+
+fn placed(c: &Cluster, name: &str) -> String {
+    eventually(Duration::from_secs(30), &format!("{name} placed"), || Some(node_of(c, name)).filter(|n| !n.is_empty()))
+}
+
+fn failed_scheduling(c: &Cluster, name: &str) -> String {
+    eventually(Duration::from_secs(30), &format!("{name} unschedulable"), || {
+        let cond = condition(c, name);
+        (cond["reason"] == "Unschedulable").then(|| cond["message"].as_str().unwrap_or("").to_string())
+    })
+}
+
+#[test]
+fn pod_affinity_and_anti_affinity() {
+    let mut c = Cluster::start();
+    c.start_component("kube-scheduler", &["--secure-port=0"]);
+    for (n, z) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c")] {
+        node(&c, n, "8", &format!("topology.kubernetes.io/zone: {z}, kubernetes.io/hostname: {n}"), "[]");
+    }
+    let zone = |n: &str| n.chars().next().unwrap();
+    labelled_pod(&c, "db", "app: db", "  nodeSelector: {kubernetes.io/hostname: a1}\n");
+    assert_eq!(placed(&c, "db"), "a1");
+
+    // Required affinity: web pods go to the db's zone.
+    let near_db = "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - {labelSelector: {matchLabels: {app: db}}, topologyKey: topology.kubernetes.io/zone}\n";
+    for i in 0..3 {
+        labelled_pod(&c, &format!("web{i}"), "app: web", near_db);
+    }
+    for i in 0..3 {
+        assert_eq!(zone(&placed(&c, &format!("web{i}"))), 'a');
+    }
+
+    // Required anti-affinity with itself: one per node, the fifth waits with upstream's reason.
+    let spread_out = "  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - {labelSelector: {matchLabels: {app: cache}}, topologyKey: kubernetes.io/hostname}\n";
+    for i in 0..5 {
+        labelled_pod(&c, &format!("cache{i}"), "app: cache", spread_out);
+    }
+    let mut hosts: Vec<String> = Vec::new();
+    let mut waiting = Vec::new();
+    eventually(Duration::from_secs(30), "four caches placed", || {
+        hosts = (0..5).map(|i| node_of(&c, &format!("cache{i}"))).filter(|n| !n.is_empty()).collect();
+        (hosts.len() == 4).then_some(())
+    });
+    hosts.sort();
+    assert_eq!(hosts, ["a1", "a2", "b1", "c1"]);
+    for i in 0..5 {
+        if node_of(&c, &format!("cache{i}")).is_empty() {
+            waiting.push(format!("cache{i}"));
+        }
+    }
+    let msg = failed_scheduling(&c, &waiting[0]);
+    assert!(msg.starts_with("0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules."), "{msg}");
+
+    // A placed pod's anti-affinity keeps matching pods out of its zone.
+    labelled_pod(&c, "guard", "app: guard", "  nodeSelector: {topology.kubernetes.io/zone: c}\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - {labelSelector: {matchLabels: {app: intruder}}, topologyKey: topology.kubernetes.io/zone}\n");
+    assert_eq!(placed(&c, "guard"), "c1");
+    labelled_pod(&c, "intruder", "app: intruder", "  nodeSelector: {topology.kubernetes.io/zone: c}\n");
+    let msg = failed_scheduling(&c, "intruder");
+    assert!(msg.starts_with("0/4 nodes are available: 1 node(s) didn't satisfy existing pods anti-affinity rules, 3 node(s) didn't match Pod's node affinity/selector."), "{msg}");
+
+    // A follower waits for its leader, and follows as soon as the leader is placed.
+    labelled_pod(&c, "follower", "app: follower", "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - {labelSelector: {matchLabels: {app: leader}}, topologyKey: kubernetes.io/hostname}\n");
+    let msg = failed_scheduling(&c, "follower");
+    assert!(msg.starts_with("0/4 nodes are available: 4 node(s) didn't match pod affinity rules."), "{msg}");
+    labelled_pod(&c, "leader", "app: leader", "  nodeSelector: {kubernetes.io/hostname: b1}\n");
+    assert_eq!(placed(&c, "leader"), "b1");
+    assert_eq!(placed(&c, "follower"), "b1");
+
+    // namespaceSelector: the term looks at pods in the namespaces with those labels.
+    c.ok(&["create", "namespace", "other"]);
+    c.ok(&["label", "namespace", "other", "team=blue"]);
+    labelled_pod(&c, "blue-db", "app: db", "  nodeSelector: {kubernetes.io/hostname: c1}\n");
+    let blue = eventually(Duration::from_secs(30), "blue-db placed", || {
+        Some(c.ok(&["get", "pod", "-n", "other", "blue-db", "-o", "jsonpath={.spec.nodeName}"]))
+            .filter(|n| !n.is_empty())
+    });
+    assert_eq!(blue, "c1");
+    labelled_pod(&c, "with-blue", "app: client", "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - {labelSelector: {matchLabels: {app: db}}, namespaceSelector: {matchLabels: {team: blue}}, topologyKey: kubernetes.io/hostname}\n");
+    assert_eq!(placed(&c, "with-blue"), "c1");
+
+    // Preferred affinity outweighs the emptier nodes.
+    labelled_pod(&c, "likes-db", "app: fan", "  affinity:\n    podAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution:\n      - weight: 100\n        podAffinityTerm: {labelSelector: {matchLabels: {app: db}, matchExpressions: []}, topologyKey: kubernetes.io/hostname, namespaces: [default]}\n");
+    assert_eq!(placed(&c, "likes-db"), "a1");
+}
+
+#[test]
+fn preemption_evicts_lower_priority_pods_and_respects_budgets() {
+    let mut c = Cluster::start();
+    c.start_component("kube-scheduler", &["--secure-port=0"]);
+    let mut classes = String::new();
+    for (name, value, policy) in [
+        ("lowest", 5, "PreemptLowerPriority"),
+        ("low", 10, "PreemptLowerPriority"),
+        ("high", 1000, "PreemptLowerPriority"),
+        ("polite", 1000, "Never"),
+    ] {
+        classes.push_str(&format!("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {{name: {name}}}\nvalue: {value}\npreemptionPolicy: {policy}\n---\n"));
+    }
+    c.ok(&["apply", "-f", &c.file("classes.yaml", &classes)]);
+    for n in ["n1", "n2"] {
+        node(&c, n, "2", &format!("kubernetes.io/hostname: {n}"), "[]");
+    }
+    // n1 holds a low pod; n2 a lowest one that a budget protects (it would otherwise be the cheaper victim).
+    pod(&c, "l1", "1500m", "  priorityClassName: low\n  nodeSelector: {kubernetes.io/hostname: n1}\n");
+    c.ok(&["apply", "-f", &c.file("l2.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: l2, labels: {app: guarded}}\nspec:\n  priorityClassName: lowest\n  nodeSelector: {kubernetes.io/hostname: n2}\n  containers:\n  - name: c\n    image: busybox:1.36\n    resources: {requests: {cpu: 1500m}}\n")]);
+    c.ok(&["apply", "-f", &c.file("pdb.yaml", "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: guard}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: guarded}}\n")]);
+    // Playing the disruption controller: no disruption is allowed.
+    c.ok(&[
+        "patch",
+        "pdb",
+        "guard",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"disruptionsAllowed":0,"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}"#,
+    ]);
+    assert_eq!(placed(&c, "l1"), "n1");
+    assert_eq!(placed(&c, "l2"), "n2");
+
+    // A polite high-priority pod waits without evicting anyone.
+    pod(&c, "polite", "1", "  priorityClassName: polite\n");
+    let msg = failed_scheduling(&c, "polite");
+    assert_eq!(
+        msg,
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+    );
+
+    // A high-priority pod preempts l1 (not the protected l2) and is nominated to n1.
+    pod(&c, "urgent", "1", "  priorityClassName: high\n");
+    let nominated = eventually(Duration::from_secs(30), "a nomination", || {
+        Some(c.ok(&["get", "pod", "urgent", "-o", "jsonpath={.status.nominatedNodeName}"])).filter(|n| !n.is_empty())
+    });
+    assert_eq!(nominated, "n1");
+    let victim: Value = serde_json::from_str(&c.ok(&["get", "pod", "l1", "-o", "json"])).unwrap();
+    assert!(victim["metadata"]["deletionTimestamp"].is_string(), "{victim}");
+    let cond = victim["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .unwrap();
+    assert_eq!(cond["reason"], "PreemptionByScheduler");
+    assert_eq!(cond["message"], "default-scheduler: preempting to accommodate a higher priority pod");
+    let uid = c.ok(&["get", "pod", "urgent", "-o", "jsonpath={.metadata.uid}"]);
+    let events = c.ok(&["get", "events", "--field-selector", "reason=Preempted", "-o", "jsonpath={.items[*].message}"]);
+    assert!(events.contains(&format!("Preempted by pod {uid} on node n1")), "{events}");
+    assert_eq!(failed_scheduling(&c, "urgent"), "0/2 nodes are available: 2 Insufficient cpu.");
+    let l2 = c.ok(&["get", "pod", "l2", "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    assert_eq!(l2, "", "the protected pod was evicted");
+
+    // The kubelet finishes the victim; the urgent pod takes its place, the polite one still waits
+    // (the room was promised to urgent).
+    c.ok(&["delete", "pod", "l1", "--grace-period=0", "--force"]);
+    assert_eq!(placed(&c, "urgent"), "n1");
+    assert_eq!(node_of(&c, "polite"), "");
+}
