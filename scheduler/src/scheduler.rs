@@ -284,11 +284,16 @@ impl Scheduler {
         let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
         // Room promised to nominated pods of at least this priority counts as taken.
         let mut promised: BTreeMap<String, (Resources, i64)> = BTreeMap::new();
-        for (k, (node, prio, r)) in self.nominated.lock().unwrap().iter() {
-            if k != key && *prio >= priority {
-                let e = promised.entry(node.clone()).or_default();
-                e.0.add(r, 1);
-                e.1 += 1;
+        {
+            // (The cache's lock is taken before the nominations', here as everywhere both are held.)
+            let cache = self.cache.lock().unwrap();
+            for (k, (node, prio, r)) in self.nominated.lock().unwrap().iter() {
+                // A nominee already assumed or bound counts in the cache, not twice.
+                if k != key && *prio >= priority && !cache.is_placed(k) {
+                    let e = promised.entry(node.clone()).or_default();
+                    e.0.add(r, 1);
+                    e.1 += 1;
+                }
             }
         }
         // Filter, then score, over a snapshot of the cache.
@@ -386,7 +391,8 @@ impl Scheduler {
             self.report_unschedulable(&pod, &msg).await;
             return;
         };
-        // Assume, then bind in the background.
+        // Assume, then bind in the background. A nomination ends here: the pod now counts as placed.
+        self.nominated.lock().unwrap().remove(key);
         self.cache.lock().unwrap().add_pod(key, &pod, &node, true);
         let s = self.clone();
         let key = key.to_string();
