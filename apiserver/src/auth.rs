@@ -613,9 +613,13 @@ pub fn now_unix() -> i64 {
 pub const LAST_USED_LABEL: &str = "kubernetes.io/legacy-token-last-used";
 pub const INVALID_SINCE_LABEL: &str = "kubernetes.io/legacy-token-invalid-since";
 
-/// Today in UTC as `YYYY-MM-DD`, the form of the legacy-token labels and tracking ConfigMap.
+/// `YYYY-MM-DD`, the form of the legacy-token labels and tracking ConfigMap.
+pub const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// A time's UTC day as [`DATE`].
 pub fn utc_date(t: time::OffsetDateTime) -> String {
-    t.format(time::macros::format_description!("[year]-[month]-[day]")).expect("date formats")
+    t.format(DATE).expect("date formats")
 }
 
 /// Stamps a legacy token Secret with today's date, unless it already says today (or tomorrow, for a

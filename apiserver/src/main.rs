@@ -97,8 +97,7 @@ async fn keep_legacy_token_tracking(api: Arc<Api>) {
             }
             Ok(mut cm) => {
                 let since = cm.pointer("/data/since").and_then(|v| v.as_str()).unwrap_or("");
-                let format = time::macros::format_description!("[year]-[month]-[day]");
-                if time::Date::parse(since, &format).is_err() {
+                if time::Date::parse(since, auth::DATE).is_err() {
                     cm["data"]["since"] = json!(today);
                     api.update(&named, cm, &api::Query::default()).await.map(|_| ())
                 } else {

@@ -67,12 +67,13 @@ pub fn find(
     let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
     let candidates: Vec<&str> =
         failed.iter().filter(|(_, f)| f.resolvable && f.from_fit).map(|(n, _)| n.as_str()).collect();
+    let is_candidate: std::collections::HashSet<&str> = candidates.iter().copied().collect();
     if candidates.is_empty() {
         return None;
     }
     let mut by_node: HashMap<&str, Vec<(&String, &PodEntry)>> = HashMap::new();
     for (key, e) in cache.placed_pods_keyed() {
-        if e.priority < priority && candidates.contains(&e.node.as_str()) {
+        if e.priority < priority && is_candidate.contains(e.node.as_str()) {
             by_node.entry(e.node.as_str()).or_default().push((key, e));
         }
     }

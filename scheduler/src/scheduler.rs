@@ -282,11 +282,12 @@ impl Scheduler {
         let non_zero = pod_requests(&pod, true);
         let ports = pod_host_ports(&pod);
         let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
-        // Room promised to nominated pods of at least this priority counts as taken.
-        let mut promised: BTreeMap<String, (Resources, i64)> = BTreeMap::new();
-        {
-            // (The cache's lock is taken before the nominations', here as everywhere both are held.)
-            let cache = self.cache.lock().unwrap();
+        // Filter, then score, over a snapshot of the cache.
+        let (choice, failed, total) = {
+            let mut cache = self.cache.lock().unwrap();
+            // Room promised to nominated pods of at least this priority counts as taken. (The cache's
+            // lock is taken before the nominations', here as everywhere both are held.)
+            let mut promised: BTreeMap<String, (Resources, i64)> = BTreeMap::new();
             for (k, (node, prio, r)) in self.nominated.lock().unwrap().iter() {
                 // A nominee already assumed or bound counts in the cache, not twice.
                 if k != key && *prio >= priority && !cache.is_placed(k) {
@@ -295,10 +296,6 @@ impl Scheduler {
                     e.1 += 1;
                 }
             }
-        }
-        // Filter, then score, over a snapshot of the cache.
-        let (choice, failed, total) = {
-            let mut cache = self.cache.lock().unwrap();
             let spec = pod.spec.clone().unwrap_or_default();
             let spread = crate::spread::prepare(&pod, &mut cache, |n| plugins::affinity_matches(&spec, n));
             let ns_labels =

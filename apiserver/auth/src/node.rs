@@ -95,6 +95,10 @@ pub fn pod_references(pod: &Value, kind: Kind, name: &str) -> bool {
                             "/rbd/secretRef/name",
                             "/iscsi/secretRef/name",
                             "/azureFile/secretName",
+                            "/cinder/secretRef/name",
+                            "/flexVolume/secretRef/name",
+                            "/scaleIO/secretRef/name",
+                            "/storageos/secretRef/name",
                         ]
                         .iter()
                         .any(|p| eq(v, p)))

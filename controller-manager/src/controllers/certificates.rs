@@ -93,17 +93,26 @@ pub fn start_signing(ctx: &Arc<Context>) {
             return;
         }
     };
-    let queue: WorkQueue<String> = WorkQueue::new("certificate");
+    run_on_csrs(ctx, "certificate", move |ctx, name| {
+        let ca = ca.clone();
+        async move { sign(&ctx, &ca, &name).await }
+    });
+}
+
+/// A work queue of request names fed by the shared CSR informer, and five workers syncing them once
+/// the informer has synced (what csrsigning and csrapproving both run on).
+fn run_on_csrs<F, Fut>(ctx: &Arc<Context>, queue: &'static str, sync: F)
+where
+    F: Fn(Arc<Context>, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = SyncResult> + Send + 'static,
+{
+    let queue: WorkQueue<String> = WorkQueue::new(queue);
     let q = queue.clone();
     ctx.csrs().add_handler(move |ch| q.add(ch.object().metadata.name.clone().unwrap_or_default()));
     let ctx = ctx.clone();
     tokio::spawn(async move {
         ctx.csrs().wait_synced().await;
-        let c = ctx.clone();
-        run_workers(queue, 5, move |name| {
-            let (ctx, ca) = (c.clone(), ca.clone());
-            async move { sign(&ctx, &ca, &name).await }
-        });
+        run_workers(queue, 5, move |name| sync(ctx.clone(), name));
     });
 }
 
@@ -151,18 +160,7 @@ async fn sign(ctx: &Context, ca: &pki::cert::SigningCa, name: &str) -> SyncResul
 }
 
 pub fn start_approving(ctx: &Arc<Context>) {
-    let queue: WorkQueue<String> = WorkQueue::new("csrapproving");
-    let q = queue.clone();
-    ctx.csrs().add_handler(move |ch| q.add(ch.object().metadata.name.clone().unwrap_or_default()));
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        ctx.csrs().wait_synced().await;
-        let c = ctx.clone();
-        run_workers(queue, 5, move |name| {
-            let ctx = c.clone();
-            async move { approve(&ctx, &name).await }
-        });
-    });
+    run_on_csrs(ctx, "csrapproving", |ctx, name| async move { approve(&ctx, &name).await });
 }
 
 /// The recognizers, in upstream's order: (subresource the requester needs `create` on, whether the

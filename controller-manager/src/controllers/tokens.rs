@@ -186,7 +186,8 @@ async fn clean_legacy_tokens(ctx: &Context, period: i64) -> Result<(), kube::Err
     }
     let preserve_created_after = now - period;
     let preserve_used_on_or_after = date_of(now - period);
-    let mut mounted: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
+    // Each namespace's pods, as JSON for the Node authorizer's reference check, read once per pass.
+    let mut pods_of: std::collections::HashMap<String, Vec<serde_json::Value>> = Default::default();
     for secret in ctx.secrets().list() {
         let meta = &secret.metadata;
         let created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(now);
@@ -219,10 +220,10 @@ async fn clean_legacy_tokens(ctx: &Context, period: i64) -> Result<(), kube::Err
         {
             continue;
         }
-        let used_by_pods = mounted
-            .entry(ns.clone())
-            .or_insert_with(|| ctx.pods().list_namespace(&ns).iter().flat_map(|p| pod_secret_names(p)).collect());
-        if used_by_pods.contains(&name) {
+        let pods = pods_of.entry(ns.clone()).or_insert_with(|| {
+            ctx.pods().list_namespace(&ns).iter().filter_map(|p| serde_json::to_value(p.as_ref()).ok()).collect()
+        });
+        if pods.iter().any(|p| apiserver_auth::node::pod_references(p, apiserver_auth::node::Kind::Secret, &name)) {
             continue;
         }
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -254,43 +255,4 @@ async fn clean_legacy_tokens(ctx: &Context, period: i64) -> Result<(), kube::Err
         }
     }
     Ok(())
-}
-
-/// Every Secret a pod refers to (upstream's `VisitPodSecretNames`): image pull secrets, env and
-/// envFrom references of all containers, and volume sources.
-pub fn pod_secret_names(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<String> {
-    let mut out = Vec::new();
-    let Some(spec) = &pod.spec else { return out };
-    let mut add = |n: Option<&String>| out.extend(n.filter(|n| !n.is_empty()).cloned());
-    for r in spec.image_pull_secrets.iter().flatten() {
-        add(Some(&r.name));
-    }
-    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
-    let envs = containers
-        .map(|c| (&c.env, &c.env_from))
-        .chain(spec.ephemeral_containers.iter().flatten().map(|c| (&c.env, &c.env_from)));
-    for (env, env_from) in envs {
-        for e in env_from.iter().flatten() {
-            add(e.secret_ref.as_ref().map(|r| &r.name));
-        }
-        for e in env.iter().flatten() {
-            add(e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).map(|r| &r.name));
-        }
-    }
-    for v in spec.volumes.iter().flatten() {
-        add(v.secret.as_ref().and_then(|s| s.secret_name.as_ref()));
-        for p in v.projected.as_ref().and_then(|p| p.sources.as_ref()).into_iter().flatten() {
-            add(p.secret.as_ref().map(|s| &s.name));
-        }
-        add(v.azure_file.as_ref().map(|a| &a.secret_name));
-        add(v.csi.as_ref().and_then(|c| c.node_publish_secret_ref.as_ref()).map(|r| &r.name));
-        add(v.cephfs.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
-        add(v.cinder.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
-        add(v.flex_volume.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
-        add(v.iscsi.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
-        add(v.rbd.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
-        add(v.scale_io.as_ref().map(|c| &c.secret_ref.name));
-        add(v.storageos.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| &r.name));
-    }
-    out
 }
