@@ -334,10 +334,14 @@ pub fn apply(res: &Resource, obj: &mut Value) {
             if let Some(s) = obj.get_mut("spec") {
                 pvc_spec(s);
             }
+            set_default(obj, "/status", json!({}));
+            set_default(obj, "/status/phase", json!("Pending"));
         }
         ("", "PersistentVolume") => {
             set_default(obj, "/spec/persistentVolumeReclaimPolicy", json!("Retain"));
             set_default(obj, "/spec/volumeMode", json!("Filesystem"));
+            set_default(obj, "/status", json!({}));
+            set_default(obj, "/status/phase", json!("Pending"));
         }
         ("", "Endpoints") => {
             each_mut(obj, "/subsets", |s| each_mut(s, "/ports", |p| set_default(p, "/protocol", json!("TCP"))))

@@ -13,6 +13,7 @@ pub mod leaderelection;
 pub mod logging;
 pub mod metrics;
 pub mod serving;
+pub mod storage;
 pub mod taints;
 pub mod workqueue;
 

@@ -9,11 +9,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Secret,
-    Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController,
+    ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use std::sync::{Arc, OnceLock};
@@ -53,6 +54,8 @@ struct Shared {
     secrets: OnceLock<Arc<Informer<Secret>>>,
     resourcequotas: OnceLock<Arc<Informer<ResourceQuota>>>,
     pvcs: OnceLock<Arc<Informer<PersistentVolumeClaim>>>,
+    pvs: OnceLock<Arc<Informer<PersistentVolume>>>,
+    storageclasses: OnceLock<Arc<Informer<StorageClass>>>,
 }
 
 macro_rules! informer {
@@ -94,6 +97,8 @@ impl Context {
                 secrets: OnceLock::new(),
                 resourcequotas: OnceLock::new(),
                 pvcs: OnceLock::new(),
+                pvs: OnceLock::new(),
+                storageclasses: OnceLock::new(),
             }),
         })
     }
@@ -137,6 +142,8 @@ impl Context {
     informer!(secrets, Secret);
     informer!(resourcequotas, ResourceQuota);
     informer!(pvcs, PersistentVolumeClaim);
+    informer!(pvs, PersistentVolume);
+    informer!(storageclasses, StorageClass);
 
     /// Secrets of `kube-system` (bootstrap tokens).
     pub fn system_secrets(&self) -> Arc<Informer<Secret>> {

@@ -48,6 +48,9 @@ pub struct Flags {
     /// The period for syncing quota usage status in the system
     #[arg(long, default_value = "5m0s")]
     pub resource_quota_sync_period: GoDuration,
+    /// How often the PersistentVolume binder looks at every claim and volume again.
+    #[arg(long, default_value = "15s")]
+    pub pvclaimbinder_sync_period: GoDuration,
     #[arg(long, default_value_t = 5)]
     pub concurrent_endpoint_syncs: usize,
     #[arg(long, default_value_t = 5)]

@@ -321,6 +321,34 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
         ),
         ("root-ca-cert-publisher", vec![rule(&[""], &["configmaps"], &["create", "update"]), events()]),
         (
+            "persistent-volume-binder",
+            vec![
+                rule(&[""], &["persistentvolumes"], &["create", "delete", "get", "list", "update", "watch"]),
+                rule(&[""], &["persistentvolumes/status"], &["update"]),
+                rule(&[""], &["persistentvolumeclaims"], &["get", "list", "update", "watch"]),
+                rule(&[""], &["persistentvolumeclaims/status"], &["update"]),
+                rule(&[""], &["pods"], &["create", "delete", "get", "list", "watch"]),
+                rule(&["storage.k8s.io"], &["storageclasses"], READ),
+                rule(&[""], &["endpoints"], &["create", "delete", "get", "update"]),
+                rule(&[""], &["services"], &["create", "delete", "get"]),
+                rule(&[""], &["secrets"], &["get"]),
+                rule(&[""], &["nodes"], READ),
+                events(),
+            ],
+        ),
+        (
+            "pvc-protection-controller",
+            vec![
+                rule(&[""], &["persistentvolumeclaims"], &["get", "list", "update", "watch"]),
+                rule(&[""], &["pods"], &["get", "list", "watch"]),
+                events(),
+            ],
+        ),
+        (
+            "pv-protection-controller",
+            vec![rule(&[""], &["persistentvolumes"], &["get", "list", "update", "watch"]), events()],
+        ),
+        (
             "legacy-service-account-token-cleaner",
             vec![
                 named(&[""], &["configmaps"], &["kube-apiserver-legacy-service-account-token-tracking"], &["get"]),

@@ -14,6 +14,7 @@ pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod tokens;
+pub mod volume;
 
 use crate::context::Context;
 use component_base::workqueue::WorkQueue;
@@ -55,6 +56,9 @@ const CONTROLLERS: &[(&str, &[&str], bool, Start)] = &[
         true,
         tokens::start_cleaner,
     ),
+    ("persistentvolume-binder-controller", &["persistentvolume-binder"], true, volume::start_binder),
+    ("persistentvolumeclaim-protection-controller", &["pvc-protection"], true, volume::start_pvc_protection),
+    ("persistentvolume-protection-controller", &["pv-protection"], true, volume::start_pv_protection),
     // Off by default, as upstream (kubeadm turns it on).
     ("token-cleaner-controller", &["tokencleaner"], false, misc::start_token_cleaner),
     ("bootstrap-signer-controller", &["bootstrapsigner"], false, misc::start_bootstrap_signer),
@@ -127,6 +131,9 @@ fn service_account(controller: &str) -> Option<&'static str> {
         | "certificatesigningrequest-approving-controller"
         | "certificatesigningrequest-cleaner-controller" => "certificate-controller",
         "legacy-serviceaccount-token-cleaner-controller" => "legacy-service-account-token-cleaner",
+        "persistentvolume-binder-controller" => "persistent-volume-binder",
+        "persistentvolumeclaim-protection-controller" => "pvc-protection-controller",
+        "persistentvolume-protection-controller" => "pv-protection-controller",
         "token-cleaner-controller" => "token-cleaner",
         "bootstrap-signer-controller" => "bootstrap-signer",
         _ => return None,
