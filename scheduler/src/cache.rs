@@ -124,6 +124,10 @@ pub struct NodeInfo {
     pub used_ports: Vec<(String, String, i32)>,
     /// A Node object backs this entry (not just pods naming a node the cache has not seen).
     pub known: bool,
+    /// The disk volumes of its pods (VolumeRestrictions).
+    pub disks: Vec<crate::volumes::Disk>,
+    /// `status.images`: every name of every image → its size in bytes.
+    pub images: std::sync::Arc<HashMap<String, i64>>,
 }
 
 pub fn node_info(n: &Node) -> NodeInfo {
@@ -139,6 +143,15 @@ pub fn node_info(n: &Node) -> NodeInfo {
             .map(Resources::from_map)
             .unwrap_or_default(),
         known: true,
+        images: std::sync::Arc::new(
+            n.status
+                .as_ref()
+                .and_then(|s| s.images.as_ref())
+                .into_iter()
+                .flatten()
+                .flat_map(|i| i.names.iter().flatten().map(move |name| (name.clone(), i.size_bytes.unwrap_or(0))))
+                .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -160,6 +173,9 @@ pub struct PodEntry {
     /// The controlling owner's uid (the default spreading groups pods by it).
     owner: Option<String>,
     pub terminating: bool,
+    /// The claims it uses (`namespace/name`).
+    pub claims: Vec<String>,
+    pub disks: Vec<crate::volumes::Disk>,
 }
 
 impl PodEntry {
@@ -170,10 +186,16 @@ impl PodEntry {
         info.pods += sign;
         if sign > 0 {
             info.used_ports.extend(self.ports.iter().cloned());
+            info.disks.extend(self.disks.iter().cloned());
         } else {
             for p in &self.ports {
                 if let Some(i) = info.used_ports.iter().position(|x| x == p) {
                     info.used_ports.remove(i);
+                }
+            }
+            for d in &self.disks {
+                if let Some(i) = info.disks.iter().position(|x| x == d) {
+                    info.disks.remove(i);
                 }
             }
         }
@@ -201,11 +223,23 @@ pub struct Cache {
     with_affinity: std::collections::HashSet<String>,
     /// Names of the known nodes, sorted: the order the scheduler walks them in.
     order: Vec<String>,
+    /// Claim key → how many placed pods use it.
+    claim_users: HashMap<String, usize>,
+    /// Image name → how many known nodes have it (ImageLocality's spread).
+    image_nodes: HashMap<String, usize>,
 }
 
 impl Cache {
     pub fn set_node(&mut self, n: &Node) {
         let mut fresh = node_info(n);
+        if let Some(old) = self.nodes.get(&fresh.name).filter(|o| o.known).map(|o| o.images.clone()) {
+            for name in old.keys() {
+                self.forget_image(name);
+            }
+        }
+        for name in fresh.images.keys() {
+            *self.image_nodes.entry(name.clone()).or_default() += 1;
+        }
         if let Some(old) = self.nodes.get(&fresh.name) {
             fresh.requested = old.requested.clone();
             fresh.non_zero_requested = old.non_zero_requested.clone();
@@ -218,13 +252,38 @@ impl Cache {
         self.nodes.insert(fresh.name.clone(), fresh);
     }
 
+    fn forget_image(&mut self, name: &str) {
+        if let Some(c) = self.image_nodes.get_mut(name) {
+            *c -= 1;
+            if *c == 0 {
+                self.image_nodes.remove(name);
+            }
+        }
+    }
+
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(n) = self.nodes.get_mut(name) {
+        let mut images = Vec::new();
+        if let Some(n) = self.nodes.get_mut(name).filter(|n| n.known) {
             n.known = false;
+            images = n.images.keys().cloned().collect();
+            n.images = Default::default();
+        }
+        for i in images {
+            self.forget_image(&i);
         }
         if let Ok(i) = self.order.binary_search(&name.to_string()) {
             self.order.remove(i);
         }
+    }
+
+    /// How many placed pods use the claim `namespace/name`.
+    pub fn claim_users(&self, key: &str) -> usize {
+        self.claim_users.get(key).copied().unwrap_or(0)
+    }
+
+    /// How many known nodes have the image `name`.
+    pub fn nodes_with_image(&self, name: &str) -> usize {
+        self.image_nodes.get(name).copied().unwrap_or(0)
     }
 
     /// The known nodes in name order.
@@ -264,7 +323,12 @@ impl Cache {
                 .map(|r| r.uid.clone()),
             terminating: pod.metadata.deletion_timestamp.is_some(),
             affinity: crate::interpod::Affinity::of(pod),
+            claims: crate::volumes::claim_keys(pod),
+            disks: crate::volumes::disks(pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or(&[])),
         };
+        for c in &e.claims {
+            *self.claim_users.entry(c.clone()).or_default() += 1;
+        }
         if e.affinity.is_some() {
             self.with_affinity.insert(key.to_string());
         }
@@ -276,6 +340,14 @@ impl Cache {
     pub fn remove_pod(&mut self, key: &str) {
         if let Some(e) = self.pods.remove(key) {
             self.with_affinity.remove(key);
+            for c in &e.claims {
+                if let Some(n) = self.claim_users.get_mut(c) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.claim_users.remove(c);
+                    }
+                }
+            }
             self.apply(&e, -1);
             self.count_spread(&e, -1);
         }

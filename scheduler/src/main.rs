@@ -5,9 +5,11 @@ mod cache;
 mod interpod;
 mod plugins;
 mod preemption;
+mod profile;
 mod queue;
 mod scheduler;
 mod spread;
+mod volumes;
 
 use clap::Parser;
 use component_base::leaderelection;
@@ -101,32 +103,6 @@ struct PluginConfig {
     args: Option<serde_json::Value>,
 }
 
-const KNOWN_PLUGINS: &[&str] = &[
-    "PrioritySort",
-    "NodeUnschedulable",
-    "NodeName",
-    "TaintToleration",
-    "NodeAffinity",
-    "NodePorts",
-    "NodeResourcesFit",
-    "NodeResourcesBalancedAllocation",
-    "PodTopologySpread",
-    "InterPodAffinity",
-    "VolumeBinding",
-    "VolumeRestrictions",
-    "VolumeZone",
-    "NodeVolumeLimits",
-    "EBSLimits",
-    "GCEPDLimits",
-    "AzureDiskLimits",
-    "ImageLocality",
-    "DefaultPreemption",
-    "DefaultBinder",
-    "SchedulingGates",
-    "DynamicResources",
-    "*",
-];
-
 fn load_config(path: &str) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading --config {path}: {e}"))?;
     let cfg: Config = serde_yaml_ng::from_str(&text).map_err(|e| format!("--config {path}: {e}"))?;
@@ -148,28 +124,7 @@ fn load_config(path: &str) -> Result<Config, String> {
     if cfg.percentage_of_nodes_to_score.is_some_and(|p| p > 100) {
         return Err("percentageOfNodesToScore: Invalid value: must be in the range [0, 100]".into());
     }
-    for (i, p) in cfg.profiles.iter().enumerate() {
-        for (point, set) in p.plugins.as_ref().and_then(|v| v.as_object()).into_iter().flatten() {
-            for which in ["enabled", "disabled"] {
-                for pl in set.get(which).and_then(|v| v.as_array()).into_iter().flatten() {
-                    let name = pl.get("name").and_then(|n| n.as_str()).unwrap_or("");
-                    if !KNOWN_PLUGINS.contains(&name) {
-                        return Err(format!("profiles[{i}].plugins.{point}.{which}: plugin {name:?} does not exist"));
-                    }
-                    if let Some(w) = pl.get("weight").and_then(|w| w.as_i64()) {
-                        if !(0..=100).contains(&w) {
-                            return Err(format!("profiles[{i}].plugins.{point}.{which}: Invalid value: {w}: weight of {name} must be in the range [0, 100]"));
-                        }
-                    }
-                }
-            }
-        }
-        for pc in &p.plugin_config {
-            if !KNOWN_PLUGINS.contains(&pc.name.as_str()) {
-                return Err(format!("profiles[{i}].pluginConfig: plugin {:?} does not exist", pc.name));
-            }
-        }
-    }
+    build_profiles(&cfg)?;
     let mut names = std::collections::HashSet::new();
     for p in &cfg.profiles {
         if !names.insert(p.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into())) {
@@ -177,6 +132,25 @@ fn load_config(path: &str) -> Result<Config, String> {
         }
     }
     Ok(cfg)
+}
+
+/// The configured profiles, or the default profile alone.
+fn build_profiles(cfg: &Config) -> Result<Vec<profile::Profile>, String> {
+    let mut out = Vec::new();
+    for (i, p) in cfg.profiles.iter().enumerate() {
+        let plugin_config: Vec<(String, Option<serde_json::Value>)> =
+            p.plugin_config.iter().map(|pc| (pc.name.clone(), pc.args.clone())).collect();
+        out.push(profile::Profile::build(
+            p.scheduler_name.as_deref().unwrap_or("default-scheduler"),
+            p.plugins.as_ref(),
+            &plugin_config,
+            &format!("profiles[{i}]"),
+        )?);
+    }
+    if out.is_empty() {
+        out.push(profile::Profile::default());
+    }
+    Ok(out)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -207,29 +181,7 @@ async fn run(flags: Flags) -> Result<(), String> {
         Some(p) => load_config(p)?,
         None => Config::default(),
     };
-    let mut profiles = Vec::new();
-    for p in &cfg.profiles {
-        let mut strategy = plugins::Strategy::LeastAllocated;
-        for pc in p.plugin_config.iter().filter(|pc| pc.name == "NodeResourcesFit") {
-            match pc.args.as_ref().and_then(|a| a.pointer("/scoringStrategy/type")).and_then(|t| t.as_str()) {
-                Some("MostAllocated") => strategy = plugins::Strategy::MostAllocated,
-                Some("LeastAllocated") | None => {}
-                Some(other) => {
-                    return Err(format!("NodeResourcesFit scoringStrategy.type {other:?} is not supported yet"))
-                }
-            }
-        }
-        profiles.push(scheduler::Profile {
-            scheduler_name: p.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into()),
-            strategy,
-        });
-    }
-    if profiles.is_empty() {
-        profiles.push(scheduler::Profile {
-            scheduler_name: "default-scheduler".into(),
-            strategy: plugins::Strategy::LeastAllocated,
-        });
-    }
+    let profiles = build_profiles(&cfg)?;
     let kubeconfig =
         flags.kubeconfig.clone().or_else(|| cfg.client_connection.as_ref().and_then(|c| c.kubeconfig.clone()));
     // upstream's scheduler defaults: clientConnection.qps 50, burst 100.

@@ -4,8 +4,9 @@
 //! NodeResourcesBalancedAllocation.
 
 use crate::cache::{NodeInfo, Resources};
+use crate::profile::*;
 use component_base::taints::tolerates;
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint};
 use std::collections::BTreeMap;
 
 /// Why a node does not fit; `resolvable` says whether evicting pods could help (preemption).
@@ -80,11 +81,17 @@ pub fn affinity_matches(spec: &k8s_openapi::api::core::v1::PodSpec, node: &NodeI
 }
 
 /// Runs every filter; the first failure is the node's reason, as upstream's filter loop stops there.
-pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node: &NodeInfo) -> Result<(), Failure> {
+pub fn filter(
+    pod: &Pod,
+    req: &Resources,
+    ports: &[(String, String, i32)],
+    node: &NodeInfo,
+    profile: &Profile,
+) -> Result<(), Failure> {
     static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
     let spec = pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default));
     // NodeUnschedulable (a pod tolerating the unschedulable taint may go).
-    if node.unschedulable {
+    if node.unschedulable && profile.on.node_unschedulable {
         let t =
             Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
         if !spec.tolerations.iter().flatten().any(|tol| tolerates(tol, &t)) {
@@ -92,13 +99,14 @@ pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node:
         }
     }
     // NodeName.
-    if let Some(n) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+    if let Some(n) = spec.node_name.as_deref().filter(|n| !n.is_empty() && profile.on.node_name) {
         if n != node.name {
             return Err(fail("node(s) didn't match the requested node name", false));
         }
     }
     // TaintToleration: NoSchedule and NoExecute taints must be tolerated.
-    for t in node.taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
+    let taints = if profile.on.taint_toleration { &node.taints[..] } else { &[] };
+    for t in taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
         if !spec.tolerations.iter().flatten().any(|tol| tolerates(tol, t)) {
             return Err(fail(
                 format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.as_deref().unwrap_or("")),
@@ -107,10 +115,11 @@ pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node:
         }
     }
     // NodeAffinity: nodeSelector and required terms.
-    if !affinity_matches(spec, node) {
+    if profile.on.node_affinity && !affinity_matches(spec, node) {
         return Err(fail("node(s) didn't match Pod's node affinity/selector", false));
     }
     // NodePorts.
+    let ports = if profile.on.node_ports { ports } else { &[] };
     for (proto, ip, port) in ports {
         let clash = node
             .used_ports
@@ -121,6 +130,9 @@ pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node:
         }
     }
     // NodeResourcesFit.
+    if !profile.on.node_resources_fit {
+        return Ok(());
+    }
     if node.pods + 1 > node.allocatable.pods {
         return Err(fit_fail("Too many pods"));
     }
@@ -143,47 +155,138 @@ pub fn filter(pod: &Pod, req: &Resources, ports: &[(String, String, i32)], node:
     Ok(())
 }
 
-/// How NodeResourcesFit scores (`scoringStrategy.type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    LeastAllocated,
-    MostAllocated,
+/// A resource's amount by its name in a scoring strategy's list.
+fn amount(r: &Resources, name: &str) -> i64 {
+    match name {
+        "cpu" => r.cpu,
+        "memory" => r.memory,
+        "ephemeral-storage" => r.ephemeral,
+        "pods" => r.pods,
+        other => r.scalar.get(other).copied().unwrap_or(0),
+    }
 }
 
-/// Scores 0..=100 for each scoring plugin, weighted as the default profile: NodeResourcesFit 1,
-/// NodeResourcesBalancedAllocation 1, TaintToleration 3, NodeAffinity 2. Each plugin's scores are
-/// normalized over the feasible nodes as upstream does.
-pub fn score(pod: &Pod, non_zero: &Resources, nodes: &[&NodeInfo], strategy: Strategy) -> Vec<i64> {
+/// upstream's BuildBrokenLinearFunction over the shape's points.
+fn broken_linear(shape: &[(i64, i64)], p: i64) -> i64 {
+    for (i, &(u, s)) in shape.iter().enumerate() {
+        if p <= u {
+            if i == 0 {
+                return s;
+            }
+            let (pu, ps) = shape[i - 1];
+            return ps + (s - ps) * (p - pu) / (u - pu);
+        }
+    }
+    shape.last().map(|p| p.1).unwrap_or(0)
+}
+
+/// NodeResourcesFit's score of one node (0..=100): each configured resource scored by the strategy
+/// and averaged by weight, skipping resources the node does not offer and extended resources the pod
+/// does not ask for, as upstream's resourceAllocationScorer does. cpu and memory count the non-zero
+/// requests.
+pub fn fit_score(fit: &FitScoring, non_zero: &Resources, req: &Resources, node: &NodeInfo) -> i64 {
+    let (mut total, mut weights) = (0i64, 0i64);
+    for (name, weight) in &fit.resources {
+        let cap = amount(&node.allocatable, name);
+        let scalar = !matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage" | "pods");
+        if cap == 0 || (scalar && amount(req, name) == 0) {
+            continue;
+        }
+        let used = if matches!(name.as_str(), "cpu" | "memory") {
+            amount(&node.non_zero_requested, name) + amount(non_zero, name)
+        } else {
+            amount(&node.requested, name) + amount(req, name)
+        };
+        let s = match fit.strategy {
+            Strategy::LeastAllocated if used > cap => 0,
+            Strategy::LeastAllocated => (cap - used) * 100 / cap,
+            Strategy::MostAllocated => used.min(cap) * 100 / cap,
+            Strategy::RequestedToCapacityRatio => {
+                let s = broken_linear(&fit.shape, if used > cap { 100 } else { used * 100 / cap });
+                if s <= 0 {
+                    // upstream counts neither the score nor the weight of a resource scoring 0.
+                    continue;
+                }
+                s
+            }
+        };
+        total += s * weight;
+        weights += weight;
+    }
+    if weights == 0 {
+        0
+    } else if fit.strategy == Strategy::RequestedToCapacityRatio {
+        (total as f64 / weights as f64).round() as i64
+    } else {
+        total / weights
+    }
+}
+
+/// ImageLocality (0..=100): the sizes of the pod's images already on the node, each scaled by the
+/// share of nodes that have it, between 23MB and 1000MB per container.
+pub fn image_score(spec: &PodSpec, node: &NodeInfo, nodes_with: impl Fn(&str) -> usize, total_nodes: usize) -> i64 {
+    const MB: i64 = 1024 * 1024;
+    let (min, per_container) = (23 * MB, 1000 * MB);
+    let containers: Vec<&k8s_openapi::api::core::v1::Container> =
+        spec.init_containers.iter().flatten().chain(spec.containers.iter()).collect();
+    let mut sum = 0i64;
+    for c in &containers {
+        let mut image = c.image.clone().unwrap_or_default();
+        if image.rfind(':').map(|i| i as i64).unwrap_or(-1) <= image.rfind('/').map(|i| i as i64).unwrap_or(-1) {
+            image.push_str(":latest");
+        }
+        if let Some(size) = node.images.get(&image) {
+            let spread = nodes_with(&image) as f64 / total_nodes.max(1) as f64;
+            sum += (*size as f64 * spread) as i64;
+        }
+    }
+    let max = per_container * containers.len() as i64;
+    if max <= min {
+        return 0;
+    }
+    100 * (sum.clamp(min, max) - min) / (max - min)
+}
+
+/// Scores 0..=100 for each scoring plugin times its weight in `profile` (the default profile:
+/// NodeResourcesFit 1, NodeResourcesBalancedAllocation 1, ImageLocality 1, TaintToleration 3,
+/// NodeAffinity 2). Each plugin's scores are normalized over the feasible nodes as upstream does.
+pub fn score(
+    pod: &Pod,
+    req: &Resources,
+    non_zero: &Resources,
+    nodes: &[&NodeInfo],
+    profile: &Profile,
+    image_nodes: impl Fn(&str) -> usize,
+    total_nodes: usize,
+) -> Vec<i64> {
     static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
     let spec = pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default));
     let n = nodes.len();
     let mut total = vec![0i64; n];
-    // NodeResourcesFit: cpu and memory, weight 1 each.
-    for (i, node) in nodes.iter().enumerate() {
-        let ratio = |used: i64, cap: i64| -> i64 {
-            if cap <= 0 {
-                return 0;
-            }
-            let used = used.min(cap);
-            match strategy {
-                Strategy::LeastAllocated => (cap - used) * 100 / cap,
-                Strategy::MostAllocated => used * 100 / cap,
-            }
-        };
-        let cpu = ratio(node.non_zero_requested.cpu + non_zero.cpu, node.allocatable.cpu);
-        let mem = ratio(node.non_zero_requested.memory + non_zero.memory, node.allocatable.memory);
-        total[i] += (cpu + mem) / 2;
+    let w = profile.weight(NODE_RESOURCES_FIT);
+    if w > 0 {
+        for (i, node) in nodes.iter().enumerate() {
+            total[i] += w * fit_score(&profile.fit, non_zero, req, node);
+        }
     }
+    let w = profile.weight(IMAGE_LOCALITY);
+    if w > 0 {
+        for (i, node) in nodes.iter().enumerate() {
+            total[i] += w * image_score(spec, node, &image_nodes, total_nodes);
+        }
+    }
+    let w = profile.weight(BALANCED_ALLOCATION);
     // NodeResourcesBalancedAllocation: 100 minus the spread of the cpu and memory fractions.
-    for (i, node) in nodes.iter().enumerate() {
+    for (i, node) in nodes.iter().enumerate().filter(|_| w > 0) {
         let f = |used: i64, cap: i64| if cap <= 0 { 1.0 } else { ((used as f64) / cap as f64).min(1.0) };
         let c = f(node.non_zero_requested.cpu + non_zero.cpu, node.allocatable.cpu);
         let m = f(node.non_zero_requested.memory + non_zero.memory, node.allocatable.memory);
         let mean = (c + m) / 2.0;
         let std = (((c - mean).powi(2) + (m - mean).powi(2)) / 2.0).sqrt();
-        total[i] += ((1.0 - std) * 100.0) as i64;
+        total[i] += w * ((1.0 - std) * 100.0) as i64;
     }
     // TaintToleration: fewer intolerable PreferNoSchedule taints is better (normalized, reversed).
+    let w = profile.weight(TAINT_TOLERATION);
     let counts: Vec<i64> = nodes
         .iter()
         .map(|node| {
@@ -197,9 +300,10 @@ pub fn score(pod: &Pod, non_zero: &Resources, nodes: &[&NodeInfo], strategy: Str
     let max = counts.iter().copied().max().unwrap_or(0);
     for i in 0..n {
         let s = if max == 0 { 100 } else { 100 - counts[i] * 100 / max };
-        total[i] += 3 * s;
+        total[i] += w * s;
     }
     // NodeAffinity: the weights of the preferred terms a node matches (normalized).
+    let w = profile.weight(NODE_AFFINITY);
     let preferred = spec
         .affinity
         .as_ref()
@@ -213,7 +317,7 @@ pub fn score(pod: &Pod, non_zero: &Resources, nodes: &[&NodeInfo], strategy: Str
     let max = sums.iter().copied().max().unwrap_or(0);
     for i in 0..n {
         let s = if max == 0 { 0 } else { sums[i] * 100 / max };
-        total[i] += 2 * s;
+        total[i] += w * s;
     }
     total
 }
@@ -255,7 +359,7 @@ mod tests {
         .unwrap();
         let req = crate::cache::pod_requests(&pod, false);
         let small = node("small", "1", vec![]);
-        assert_eq!(filter(&pod, &req, &[], &small).unwrap_err(), fit_fail("Insufficient cpu"));
+        assert_eq!(filter(&pod, &req, &[], &small, &Profile::default()).unwrap_err(), fit_fail("Insufficient cpu"));
         let tainted = node(
             "t",
             "4",
@@ -267,10 +371,10 @@ mod tests {
             }],
         );
         assert_eq!(
-            filter(&pod, &req, &[], &tainted).unwrap_err().reason,
+            filter(&pod, &req, &[], &tainted, &Profile::default()).unwrap_err().reason,
             "node(s) had untolerated taint {dedicated: gpu}"
         );
-        assert!(filter(&pod, &req, &[], &node("big", "4", vec![])).is_ok());
+        assert!(filter(&pod, &req, &[], &node("big", "4", vec![]), &Profile::default()).is_ok());
     }
 
     #[test]
@@ -282,9 +386,62 @@ mod tests {
         let nz = crate::cache::pod_requests(&pod, true);
         let a = node("a", "2", vec![]);
         let b = node("b", "64", vec![]);
-        let scores = score(&pod, &nz, &[&a, &b], Strategy::LeastAllocated);
+        let req = crate::cache::pod_requests(&pod, false);
+        let mut p = Profile::default();
+        let scores = score(&pod, &req, &nz, &[&a, &b], &p, |_| 0, 2);
         assert!(scores[1] > scores[0], "{scores:?}");
-        let scores = score(&pod, &nz, &[&a, &b], Strategy::MostAllocated);
+        p.fit.strategy = Strategy::MostAllocated;
+        let scores = score(&pod, &req, &nz, &[&a, &b], &p, |_| 0, 2);
         assert!(scores[0] > scores[1], "{scores:?}");
+    }
+
+    #[test]
+    fn fit_strategies_score_as_upstream() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c",
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi", "example.com/gpu": "1"}}}]}}))
+        .unwrap();
+        let (req, nz) = (crate::cache::pod_requests(&pod, false), crate::cache::pod_requests(&pod, true));
+        let mut n = node("a", "4", vec![]);
+        n.allocatable.scalar.insert("example.com/gpu".into(), 4);
+        // cpu 1/4 used, memory 1/4: least 75, most 25.
+        let mut fit = FitScoring::default();
+        assert_eq!(fit_score(&fit, &nz, &req, &n), 75);
+        fit.strategy = Strategy::MostAllocated;
+        assert_eq!(fit_score(&fit, &nz, &req, &n), 25);
+        // Weighted: cpu 25 (weight 1), gpu 25 (weight 3), memory ignored.
+        fit.resources = vec![("cpu".into(), 1), ("example.com/gpu".into(), 3)];
+        assert_eq!(fit_score(&fit, &nz, &req, &n), 25);
+        // RequestedToCapacityRatio with a bin-packing shape: 0% → 0, 100% → 100; 25% → 25.
+        fit.strategy = Strategy::RequestedToCapacityRatio;
+        fit.shape = vec![(0, 0), (100, 100)];
+        assert_eq!(fit_score(&fit, &nz, &req, &n), 25);
+        // The broken line (0,100) (50,50) (100,0) scores 25% as 75.
+        fit.shape = vec![(0, 100), (50, 50), (100, 0)];
+        assert_eq!(fit_score(&fit, &nz, &req, &n), 75);
+        // An extended resource the pod does not request is skipped.
+        let cpu_only: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c",
+            "resources": {"requests": {"cpu": "2"}}}]}}))
+        .unwrap();
+        let (r2, nz2) = (crate::cache::pod_requests(&cpu_only, false), crate::cache::pod_requests(&cpu_only, true));
+        fit.strategy = Strategy::MostAllocated;
+        assert_eq!(fit_score(&fit, &nz2, &r2, &n), 50);
+    }
+
+    #[test]
+    fn image_locality_scales_by_size_and_spread() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [
+            {"name": "a", "image": "busybox"}, {"name": "b", "image": "registry:5000/big@sha256:ab"}]}}))
+        .unwrap();
+        let spec = pod.spec.clone().unwrap();
+        let mut n = node("a", "4", vec![]);
+        assert_eq!(image_score(&spec, &n, |_| 1, 1), 0, "no images");
+        let mb = 1024 * 1024;
+        n.images = std::sync::Arc::new(
+            [("busybox:latest".to_string(), 523 * mb), ("registry:5000/big@sha256:ab".to_string(), 1000 * mb)].into(),
+        );
+        // Both on every node: (523 + 1000 - 23) / (2000 - 23) → 75.
+        assert_eq!(image_score(&spec, &n, |_| 2, 2), 75);
+        // busybox on this node only, of 2: 261 + 1000 - 23 → 62.
+        assert_eq!(image_score(&spec, &n, |i| if i.starts_with("busybox") { 1 } else { 2 }, 2), 62);
     }
 }

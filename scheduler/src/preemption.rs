@@ -63,6 +63,7 @@ pub fn find(
     cache: &Cache,
     failed: &[(String, Failure)],
     budgets: &[Budget],
+    profile: &crate::profile::Profile,
 ) -> Option<Candidate> {
     let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
     let candidates: Vec<&str> =
@@ -84,7 +85,7 @@ pub fn find(
         for (_, e) in lower.iter() {
             e.account(&mut sim, -1);
         }
-        if plugins::filter(pod, req, ports, &sim).is_err() {
+        if plugins::filter(pod, req, ports, &sim, profile).is_err() {
             continue;
         }
         // Most important first: higher priority, then earlier start.
@@ -111,7 +112,7 @@ pub fn find(
         for (group, is_violating) in [(violating, true), (fine, false)] {
             for (key, e) in group {
                 e.account(&mut sim, 1);
-                if plugins::filter(pod, req, ports, &sim).is_err() {
+                if plugins::filter(pod, req, ports, &sim, profile).is_err() {
                     e.account(&mut sim, -1);
                     victims.push((key.clone(), e.priority, e.start));
                     pdb_violations += is_violating as usize;
@@ -181,13 +182,13 @@ mod tests {
         let p = pod("p", "1", 100, serde_json::json!({}));
         let req = crate::cache::pod_requests(&p, false);
         let failed = vec![("a".to_string(), fit_failure()), ("b".to_string(), fit_failure())];
-        let c = find(&p, &req, &[], &cache, &failed, &[]).unwrap();
+        let c = find(&p, &req, &[], &cache, &failed, &[], &Default::default()).unwrap();
         // b's victim has the lower priority.
         assert_eq!(c, Candidate { node: "b".into(), victims: vec!["default/b1".into()], pdb_violations: 0 });
 
         // Not above anyone: nothing to preempt.
         let low = pod("low", "1", 5, serde_json::json!({}));
-        assert!(find(&low, &req, &[], &cache, &failed, &[]).is_none());
+        assert!(find(&low, &req, &[], &cache, &failed, &[], &Default::default()).is_none());
     }
 
     #[test]
@@ -206,7 +207,7 @@ mod tests {
         let p = pod("p", "1", 100, serde_json::json!({}));
         let req = crate::cache::pod_requests(&p, false);
         let failed = vec![("a".to_string(), fit_failure()), ("b".to_string(), fit_failure())];
-        let c = find(&p, &req, &[], &cache, &failed, &[Budget::of(&pdb)]).unwrap();
+        let c = find(&p, &req, &[], &cache, &failed, &[Budget::of(&pdb)], &Default::default()).unwrap();
         assert_eq!(c.node, "b");
         assert_eq!(c.pdb_violations, 0);
     }

@@ -5,11 +5,15 @@
 //! (`preemption`), and waits for a cluster event.
 
 use crate::cache::{pod_host_ports, pod_requests, Cache, Resources};
-use crate::plugins::{self, Failure, Strategy};
+use crate::plugins::{self, Failure};
+use crate::profile::{Profile, INTER_POD_AFFINITY, POD_TOPOLOGY_SPREAD};
 use crate::queue::SchedulingQueue;
 use component_base::informer::{key_of, split_key, Change, Informer};
-use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -18,11 +22,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-pub struct Profile {
-    pub scheduler_name: String,
-    pub strategy: Strategy,
-}
 
 pub struct Options {
     pub profiles: Vec<Profile>,
@@ -93,6 +92,12 @@ pub struct Scheduler {
     namespaces: Arc<Informer<Namespace>>,
     /// PodDisruptionBudgets, which preemption avoids breaking.
     pdbs: Arc<Informer<PodDisruptionBudget>>,
+    /// What VolumeRestrictions and VolumeBinding read.
+    claims: Arc<Informer<PersistentVolumeClaim>>,
+    volumes: Arc<Informer<PersistentVolume>>,
+    classes: Arc<Informer<StorageClass>>,
+    /// Volumes chosen for a pod whose binding is in flight (volume → pod), which no other pod may pick.
+    reserved: Mutex<BTreeMap<String, String>>,
     /// Pending pods nominated to a node by a preemption (`status.nominatedNodeName`): (node, priority,
     /// requests). Pods of lower priority must not take the room made for them.
     nominated: Mutex<BTreeMap<String, (String, i32, Resources)>>,
@@ -121,6 +126,14 @@ impl Scheduler {
             Informer::start(Api::<Namespace>::all(client.clone()), kube::runtime::watcher::Config::default());
         let pdbs =
             Informer::start(Api::<PodDisruptionBudget>::all(client.clone()), kube::runtime::watcher::Config::default());
+        let claims = Informer::start(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            kube::runtime::watcher::Config::default(),
+        );
+        let volumes =
+            Informer::start(Api::<PersistentVolume>::all(client.clone()), kube::runtime::watcher::Config::default());
+        let classes =
+            Informer::start(Api::<StorageClass>::all(client.clone()), kube::runtime::watcher::Config::default());
         let queue = SchedulingQueue::new(opts.initial_backoff, opts.max_backoff);
         let recorder = Recorder::new(
             client.clone(),
@@ -133,6 +146,10 @@ impl Scheduler {
             nodes,
             namespaces,
             pdbs,
+            claims,
+            volumes,
+            classes,
+            reserved: Mutex::new(BTreeMap::new()),
             nominated: Mutex::new(BTreeMap::new()),
             cache: Mutex::new(Cache::default()),
             queue,
@@ -150,6 +167,25 @@ impl Scheduler {
             }
             s.queue.move_all_unschedulable();
         });
+        // A claim, volume or class that appears or changes may make a pod waiting on volumes fit.
+        let weak = Arc::downgrade(&s);
+        s.claims.add_handler(move |_| {
+            if let Some(s) = weak.upgrade() {
+                s.queue.move_all_unschedulable();
+            }
+        });
+        let weak = Arc::downgrade(&s);
+        s.volumes.add_handler(move |_| {
+            if let Some(s) = weak.upgrade() {
+                s.queue.move_all_unschedulable();
+            }
+        });
+        let weak = Arc::downgrade(&s);
+        s.classes.add_handler(move |_| {
+            if let Some(s) = weak.upgrade() {
+                s.queue.move_all_unschedulable();
+            }
+        });
         let weak = Arc::downgrade(&s);
         s.pods.add_handler(move |ch| {
             if let Some(s) = weak.upgrade() {
@@ -162,6 +198,9 @@ impl Scheduler {
             s2.pods.wait_synced().await;
             s2.namespaces.wait_synced().await;
             s2.pdbs.wait_synced().await;
+            s2.claims.wait_synced().await;
+            s2.volumes.wait_synced().await;
+            s2.classes.wait_synced().await;
             tracing::info!("caches synced; scheduling");
             loop {
                 let key = s2.queue.pop().await;
@@ -277,14 +316,33 @@ impl Scheduler {
         }
         let started = Instant::now();
         let profile_name = self.profile(&pod).scheduler_name.clone();
-        let strategy = self.profile(&pod).strategy;
+        let profile = self.profile(&pod);
         let req = pod_requests(&pod, false);
         let non_zero = pod_requests(&pod, true);
         let ports = pod_host_ports(&pod);
         let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
         // Filter, then score, over a snapshot of the cache.
-        let (choice, failed, total) = {
+        let (choice, failed, total, prefilter, actions) = 'pick: {
             let mut cache = self.cache.lock().unwrap();
+            let taken: std::collections::HashSet<String> =
+                self.reserved.lock().unwrap().iter().filter(|(_, p)| *p != key).map(|(v, _)| v.clone()).collect();
+            let claim = |k: &str| self.claims.get(k);
+            let volume = |n: &str| self.volumes.get(n);
+            let volumes = || self.volumes.list();
+            let class = |n: &str| self.classes.get(n);
+            let listers = crate::volumes::Listers { claim: &claim, volume: &volume, volumes: &volumes, class: &class };
+            let (restrict, bind_volumes) = (profile.on.volume_restrictions, profile.on.volume_binding);
+            let vol = match crate::volumes::prepare(&pod, &cache, &listers, &taken, restrict, bind_volumes) {
+                Ok(v) => v,
+                Err(msg) => {
+                    let all = cache.sorted_nodes();
+                    let failed = all
+                        .iter()
+                        .map(|n| (n.name.clone(), Failure { reason: msg.clone(), resolvable: false, from_fit: false }))
+                        .collect();
+                    break 'pick (None, failed, all.len(), Some(msg), Vec::new());
+                }
+            };
             // Room promised to nominated pods of at least this priority counts as taken. (The cache's
             // lock is taken before the nominations', here as everywhere both are held.)
             let mut promised: BTreeMap<String, (Resources, i64)> = BTreeMap::new();
@@ -297,10 +355,18 @@ impl Scheduler {
                 }
             }
             let spec = pod.spec.clone().unwrap_or_default();
-            let spread = crate::spread::prepare(&pod, &mut cache, |n| plugins::affinity_matches(&spec, n));
+            let spread = if profile.on.pod_topology_spread || profile.weight(POD_TOPOLOGY_SPREAD) > 0 {
+                crate::spread::prepare(&pod, &mut cache, |n| plugins::affinity_matches(&spec, n))
+            } else {
+                crate::spread::State::default()
+            };
             let ns_labels =
                 |ns: &str| self.namespaces.get(ns).and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
-            let interpod = crate::interpod::prepare(&pod, &mut cache, &ns_labels);
+            let interpod = if profile.on.inter_pod_affinity || profile.weight(INTER_POD_AFFINITY) > 0 {
+                crate::interpod::prepare(&pod, &mut cache, &ns_labels)
+            } else {
+                crate::interpod::State::default()
+            };
             let nodes = cache.sorted_nodes();
             let total = nodes.len();
             let want = self.nodes_to_find(total);
@@ -322,15 +388,19 @@ impl Scheduler {
                     }
                     None => n,
                 };
-                match plugins::filter(&pod, &req, &ports, fit_on)
+                match plugins::filter(&pod, &req, &ports, fit_on, profile)
                     .and_then(|()| {
+                        if !profile.on.pod_topology_spread {
+                            return Ok(());
+                        }
                         spread.filter(n).map_err(|r| Failure {
                             reason: r.to_string(),
                             resolvable: true,
                             from_fit: false,
                         })
                     })
-                    .and_then(|()| interpod.filter(n))
+                    .and_then(|()| if vol.is_empty() { Ok(()) } else { vol.filter(n, restrict, bind_volumes) })
+                    .and_then(|()| if profile.on.inter_pod_affinity { interpod.filter(n) } else { Ok(()) })
                 {
                     Ok(()) => feasible.push(n),
                     Err(f) => failed.push((n.name.clone(), f)),
@@ -345,17 +415,25 @@ impl Scheduler {
             let choice = if feasible.is_empty() {
                 None
             } else {
-                let mut scores = plugins::score(&pod, &non_zero, &feasible, strategy);
-                if spread.has_soft() {
-                    // PodTopologySpread's weight in the default profile is 2.
+                let mut scores = plugins::score(
+                    &pod,
+                    &req,
+                    &non_zero,
+                    &feasible,
+                    profile,
+                    |image| cache.nodes_with_image(image),
+                    total,
+                );
+                let w = profile.weight(POD_TOPOLOGY_SPREAD);
+                if w > 0 && spread.has_soft() {
                     for (s, t) in scores.iter_mut().zip(spread.score(&feasible)) {
-                        *s += 2 * t;
+                        *s += w * t;
                     }
                 }
-                if interpod.has_scores() {
-                    // InterPodAffinity's weight in the default profile is 2.
+                let w = profile.weight(INTER_POD_AFFINITY);
+                if w > 0 && interpod.has_scores() {
                     for (s, t) in scores.iter_mut().zip(interpod.score(&feasible)) {
-                        *s += 2 * t;
+                        *s += w * t;
                     }
                 }
                 let best = scores.iter().copied().max().unwrap_or(0);
@@ -363,39 +441,50 @@ impl Scheduler {
                 let pick = top[rand::random_range(0..top.len())];
                 Some(feasible[pick].name.clone())
             };
-            (choice, failed, total)
+            // The chosen node's volume work, and its volumes reserved for this pod.
+            let actions = match choice.as_ref().and_then(|c| cache.node_info(c)) {
+                Some(n) if bind_volumes && !vol.is_empty() => vol.actions(n).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let mut reserved = self.reserved.lock().unwrap();
+            for a in &actions {
+                if let crate::volumes::Action::Bind { volume, .. } = a {
+                    reserved.insert(volume.clone(), key.to_string());
+                }
+            }
+            (choice, failed, total, None::<String>, actions)
         };
         let Some(node) = choice else {
-            let failures: Vec<Failure> = failed.iter().map(|(_, f)| f.clone()).collect();
-            // PostFilter: preemption, whose outcome ends the message as upstream's.
-            let outcome = self.preempt(&pod, key, &req, &ports, &failed).await;
-            let mut msg = fit_message(total, &failures);
-            match outcome {
-                Preemption::Nominated => {}
-                Preemption::NotEligible(why) if total > 0 => msg = format!("{msg} preemption: {why}"),
-                _ if total > 0 => msg = format!("{msg} {}", no_candidate_summary(total, &failures)),
-                _ => {}
-            }
-            metrics().attempts.with_label_values(&[&profile_name, "unschedulable"]).inc();
-            metrics()
-                .attempt_duration
-                .with_label_values(&[&profile_name, "unschedulable"])
-                .observe(started.elapsed().as_secs_f64());
-            self.queue.requeue(key, true);
-            if failures.iter().any(|f| f.reason == crate::interpod::AFFINITY_MISMATCH) {
-                self.queue.wait_for_pods(key);
-            }
-            self.report_unschedulable(&pod, &msg).await;
-            return;
+            return self.unschedulable(&pod, key, &req, &ports, failed, total, prefilter, started).await;
         };
         // Assume, then bind in the background. A nomination ends here: the pod now counts as placed.
         self.nominated.lock().unwrap().remove(key);
         self.cache.lock().unwrap().add_pod(key, &pod, &node, true);
         let s = self.clone();
         let key = key.to_string();
-        let permit = self.binds.clone().acquire_owned().await.expect("semaphore open");
+        // A pod with volume work binds after it, outside the bounded binds (it may wait long).
+        let permit = match actions.is_empty() {
+            true => Some(self.binds.clone().acquire_owned().await.expect("semaphore open")),
+            false => None,
+        };
         tokio::spawn(async move {
-            let _permit = permit;
+            if !actions.is_empty() {
+                let result = s.bind_volumes(&node, &actions).await;
+                s.reserved.lock().unwrap().retain(|_, p| *p != key);
+                if let Err(e) = result {
+                    tracing::info!(pod = %key, node = %node, error = %e, "volume binding failed; forgetting the assumption");
+                    s.cache.lock().unwrap().remove_pod(&key);
+                    metrics().attempts.with_label_values(&[&profile_name, "error"]).inc();
+                    s.queue.requeue(&key, false);
+                    s.event(&pod, true, "FailedScheduling", format!("running PreBind plugin \"VolumeBinding\": {e}"))
+                        .await;
+                    return;
+                }
+            }
+            let _permit = match permit {
+                Some(p) => p,
+                None => s.binds.clone().acquire_owned().await.expect("semaphore open"),
+            };
             let (ns, name) = split_key(&key);
             let ns = ns.unwrap_or("default").to_string();
             let binding = Binding {
@@ -436,6 +525,103 @@ impl Scheduler {
         });
     }
 
+    /// VolumeBinding's PreBind: reserve each chosen volume for its claim (`claimRef`), or ask for
+    /// provisioning on the node, then wait (upstream's `bindTimeoutSeconds`, 600) until the
+    /// PersistentVolume controller has bound every claim.
+    async fn bind_volumes(&self, node: &str, actions: &[crate::volumes::Action]) -> Result<(), String> {
+        use crate::volumes::Action;
+        let mut keys = Vec::new();
+        for a in actions {
+            let (Action::Bind { claim, .. } | Action::Provision { claim }) = a;
+            let c = self.claims.get(claim).ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
+            let (ns, name) = split_key(claim);
+            keys.push(claim.clone());
+            match a {
+                Action::Bind { volume, .. } => {
+                    let patch = json!({
+                        "metadata": {"annotations": {component_base::storage::BOUND_BY_CONTROLLER: "yes"}},
+                        "spec": {"claimRef": {
+                            "kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": ns, "name": name,
+                            "uid": c.metadata.uid, "resourceVersion": c.metadata.resource_version,
+                        }},
+                    });
+                    Api::<PersistentVolume>::all(self.client.clone())
+                        .patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|e| format!("binding volumes: {e}"))?;
+                }
+                Action::Provision { .. } => {
+                    let patch = json!({"metadata": {"annotations": {component_base::storage::SELECTED_NODE: node}}});
+                    Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), ns.unwrap_or("default"))
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|e| format!("binding volumes: {e}"))?;
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let bound = keys.iter().all(|k| {
+                self.claims.get(k).is_some_and(|c| {
+                    c.spec.as_ref().and_then(|s| s.volume_name.as_deref()).is_some_and(|v| !v.is_empty())
+                        && c.metadata
+                            .annotations
+                            .as_ref()
+                            .is_some_and(|a| a.contains_key(component_base::storage::BIND_COMPLETED))
+                })
+            });
+            if bound {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("binding volumes: context deadline exceeded".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A pod no node can take: preemption, then upstream's FitError text in a `FailedScheduling`
+    /// event and the `PodScheduled` condition, and a wait for a cluster event. `prefilter` is a
+    /// PreFilter's message, which stands for the per-node reasons.
+    #[allow(clippy::too_many_arguments)]
+    async fn unschedulable(
+        &self,
+        pod: &Pod,
+        key: &str,
+        req: &Resources,
+        ports: &[(String, String, i32)],
+        failed: Vec<(String, Failure)>,
+        total: usize,
+        prefilter: Option<String>,
+        started: Instant,
+    ) {
+        let profile_name = self.profile(pod).scheduler_name.clone();
+        let failures: Vec<Failure> = failed.iter().map(|(_, f)| f.clone()).collect();
+        // PostFilter: preemption, whose outcome ends the message as upstream's.
+        let outcome = self.preempt(pod, key, req, ports, &failed).await;
+        let mut msg = match &prefilter {
+            Some(m) if total > 0 => format!("0/{total} nodes are available: {m}."),
+            _ => fit_message(total, &failures),
+        };
+        match outcome {
+            Preemption::Nominated => {}
+            Preemption::NotEligible("") => {}
+            Preemption::NotEligible(why) if total > 0 => msg = format!("{msg} preemption: {why}"),
+            _ if total > 0 => msg = format!("{msg} {}", no_candidate_summary(total, &failures)),
+            _ => {}
+        }
+        metrics().attempts.with_label_values(&[&profile_name, "unschedulable"]).inc();
+        metrics()
+            .attempt_duration
+            .with_label_values(&[&profile_name, "unschedulable"])
+            .observe(started.elapsed().as_secs_f64());
+        self.queue.requeue(key, true);
+        if failures.iter().any(|f| f.reason == crate::interpod::AFFINITY_MISMATCH) {
+            self.queue.wait_for_pods(key);
+        }
+        self.report_unschedulable(pod, &msg).await;
+    }
+
     /// DefaultPreemption's PostFilter: choose victims (`preemption::find`), nominate the node in the
     /// pod's status, mark each victim with the `DisruptionTarget` condition, delete it and record
     /// `Preempted`. The pod stays unschedulable until the victims are gone, then fits.
@@ -448,6 +634,9 @@ impl Scheduler {
         failed: &[(String, Failure)],
     ) -> Preemption {
         let spec = pod.spec.as_ref();
+        if !self.profile(pod).preempts() {
+            return Preemption::NotEligible("");
+        }
         metrics().preemption.inc();
         if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
             return Preemption::NotEligible("not eligible due to preemptionPolicy=Never.");
@@ -463,7 +652,7 @@ impl Scheduler {
                 }
             }
             let budgets: Vec<_> = self.pdbs.list().iter().map(|p| crate::preemption::Budget::of(p)).collect();
-            crate::preemption::find(pod, req, ports, &cache, failed, &budgets)
+            crate::preemption::find(pod, req, ports, &cache, failed, &budgets, self.profile(pod))
         };
         let Some(c) = candidate else { return Preemption::NoCandidate };
         let (ns, name) = split_key(key);

@@ -25,6 +25,7 @@ pub struct Counted {
     self_match: bool,
 }
 
+#[derive(Default)]
 pub struct State {
     constraints: Vec<Counted>,
 }

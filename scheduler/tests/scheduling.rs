@@ -360,3 +360,137 @@ fn preemption_evicts_lower_priority_pods_and_respects_budgets() {
     assert_eq!(placed(&c, "urgent"), "n1");
     assert_eq!(placed(&c, "polite"), "n1");
 }
+
+fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let p = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &p]);
+    c.ok(&args)
+}
+
+fn volume(name: &str, size: &str, class: &str, modes: &str, node: Option<&str>, policy: &str) -> String {
+    let affinity = node.map(|n| format!("  nodeAffinity:\n    required:\n      nodeSelectorTerms:\n      - matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{n}]}}]\n")).unwrap_or_default();
+    format!("apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: {size}}}\n  accessModes: [{modes}]\n  storageClassName: \"{class}\"\n  persistentVolumeReclaimPolicy: {policy}\n  hostPath: {{path: /tmp/{name}}}\n{affinity}---\n")
+}
+
+fn claim(c: &Cluster, name: &str, size: &str, class: &str, modes: &str) {
+    c.ok(&["apply", "-f", &c.file(&format!("pvc-{name}.yaml"), &format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [{modes}]\n  storageClassName: \"{class}\"\n  resources: {{requests: {{storage: {size}}}}}\n"))]);
+}
+
+fn claim_pod(c: &Cluster, name: &str, claim: &str) {
+    pod(c, name, "100m", &format!("  volumes: [{{name: v, persistentVolumeClaim: {{claimName: {claim}}}}}]\n"));
+}
+
+/// VolumeBinding and VolumeRestrictions with the real PersistentVolume controllers: claims of a
+/// `WaitForFirstConsumer` class are bound to a volume on the node the scheduler picks, `Immediate`
+/// claims are bound by the controller alone, missing claims and used-up volumes give upstream's
+/// messages, a `ReadWriteOncePod` claim admits one pod at a time, and released volumes follow
+/// their reclaim policy.
+#[test]
+fn volumes_are_bound_before_their_pods() {
+    let mut c = Cluster::start();
+    c.start_component("kube-scheduler", &["--secure-port=0"]);
+    c.start_manager(&[
+        "--controllers=persistentvolume-binder,pvc-protection,pv-protection",
+        "--pvclaimbinder-sync-period=2s",
+    ]);
+    for n in ["n1", "n2"] {
+        node(&c, n, "4", &format!("kubernetes.io/hostname: {n}"), "[]");
+    }
+    let mut objects = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: local}\nprovisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\n---\n".to_string();
+    objects.push_str(&volume("pv-n1", "1Gi", "local", "ReadWriteOnce", Some("n1"), "Retain"));
+    objects.push_str(&volume("pv-n2", "5Gi", "local", "ReadWriteOnce", Some("n2"), "Retain"));
+    objects.push_str(&volume("pv-static", "2Gi", "", "ReadWriteOnce", None, "Retain"));
+    objects.push_str(&volume("pv-solo", "1Gi", "", "ReadWriteOncePod", None, "Delete"));
+    c.ok(&["apply", "-f", &c.file("storage.yaml", &objects)]);
+    eventually(Duration::from_secs(30), "volumes available", || {
+        let phases = jsonpath(&c, &["pv"], "{.items[*].status.phase}");
+        (phases == "Available Available Available Available").then_some(())
+    });
+
+    // A missing claim: upstream's PreFilter message; the claim's arrival lets the pod in, on the one
+    // node with a volume big enough, and the controller completes the binding the scheduler began.
+    claim_pod(&c, "big", "big");
+    assert_eq!(
+        failed_scheduling(&c, "big"),
+        "0/2 nodes are available: persistentvolumeclaim \"big\" not found. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    claim(&c, "big", "2Gi", "local", "ReadWriteOnce");
+    assert_eq!(placed(&c, "big"), "n2");
+    assert_eq!(
+        jsonpath(&c, &["pvc", "big"], "{.spec.volumeName} {.status.phase} {.status.capacity.storage}"),
+        "pv-n2 Bound 5Gi"
+    );
+    assert_eq!(jsonpath(&c, &["pvc", "big"], "{.metadata.annotations.pv\\.kubernetes\\.io/bind-completed}"), "yes");
+    assert_eq!(jsonpath(&c, &["pv", "pv-n2"], "{.spec.claimRef.name} {.status.phase}"), "big Bound");
+
+    // Before a consumer exists, a delayed claim waits with upstream's event.
+    claim(&c, "small", "500Mi", "local", "ReadWriteOnce");
+    eventually(Duration::from_secs(30), "WaitForFirstConsumer", || {
+        let ev = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=small",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        ev.contains("WaitForFirstConsumer").then_some(())
+    });
+    assert_eq!(jsonpath(&c, &["pvc", "small"], "{.status.phase}"), "Pending");
+    claim_pod(&c, "small", "small");
+    assert_eq!(placed(&c, "small"), "n1");
+    assert_eq!(jsonpath(&c, &["pvc", "small"], "{.spec.volumeName}"), "pv-n1");
+
+    // No volume left for a third delayed claim.
+    claim(&c, "more", "100Mi", "local", "ReadWriteOnce");
+    claim_pod(&c, "more", "more");
+    assert_eq!(
+        failed_scheduling(&c, "more"),
+        "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+
+    // An Immediate claim (no class) is bound by the controller alone, to the smallest fit.
+    claim(&c, "static", "1Gi", "", "ReadWriteOnce");
+    eventually(Duration::from_secs(30), "static bound", || {
+        (jsonpath(&c, &["pvc", "static"], "{.status.phase}") == "Bound").then_some(())
+    });
+    assert_eq!(jsonpath(&c, &["pvc", "static"], "{.spec.volumeName}"), "pv-static");
+
+    // ReadWriteOncePod: the second user waits until the first is gone.
+    claim(&c, "solo", "1Gi", "", "ReadWriteOncePod");
+    eventually(Duration::from_secs(30), "solo bound", || {
+        (jsonpath(&c, &["pvc", "solo"], "{.status.phase}") == "Bound").then_some(())
+    });
+    claim_pod(&c, "solo-1", "solo");
+    placed(&c, "solo-1");
+    claim_pod(&c, "solo-2", "solo");
+    assert_eq!(
+        failed_scheduling(&c, "solo-2"),
+        "0/2 nodes are available: 2 node has pod using PersistentVolumeClaim with the same name and ReadWriteOncePod access mode. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+    );
+    c.ok(&["delete", "pod", "solo-1", "--grace-period=0", "--force"]);
+    placed(&c, "solo-2");
+
+    // Deleting the claim waits for its pod (pvc-protection); then the volume is released and, with
+    // the Delete policy and no deleter, fails as upstream's does; a deleted volume goes once unbound.
+    c.ok(&["delete", "pvc", "solo", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(jsonpath(&c, &["pvc", "solo"], "{.metadata.finalizers[0]}"), "kubernetes.io/pvc-protection");
+    c.ok(&["delete", "pod", "solo-2", "--grace-period=0", "--force"]);
+    eventually(Duration::from_secs(30), "the claim gone", || {
+        (!c.kubectl(&["get", "pvc", "solo"]).status.success()).then_some(())
+    });
+    eventually(Duration::from_secs(30), "the volume failed", || {
+        (jsonpath(&c, &["pv", "pv-solo"], "{.status.phase}") == "Failed").then_some(())
+    });
+    assert_eq!(
+        jsonpath(&c, &["pv", "pv-solo"], "{.status.message}"),
+        "error getting deleter volume plugin for volume \"pv-solo\": no deletable volume plugin matched"
+    );
+    c.ok(&["delete", "pv", "pv-solo", "--wait=false"]);
+    eventually(Duration::from_secs(30), "the volume gone", || {
+        (!c.kubectl(&["get", "pv", "pv-solo"]).status.success()).then_some(())
+    });
+}
