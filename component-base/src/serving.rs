@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// A named health check.
 pub type Check = (String, Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
 
+/// A further metrics endpoint (`/metrics/resources`): its path and what renders its text.
+pub type MetricsRoute = (String, Arc<dyn Fn() -> String + Send + Sync>);
+
 pub struct Options {
     pub bind: SocketAddr,
     pub cert_file: Option<String>,
@@ -128,20 +131,23 @@ fn health(kind: &str, checks: &[Check], only: Option<&str>, verbose: bool) -> Re
     text(StatusCode::OK, "ok".into())
 }
 
-fn route(req: &Request<Incoming>, checks: &[Check]) -> Response<Full<Bytes>> {
+fn metrics_text(body: String) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::OK, body);
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8".parse().expect("header"));
+    r
+}
+
+fn route(req: &Request<Incoming>, checks: &[Check], extra: &[MetricsRoute]) -> Response<Full<Bytes>> {
     let path = req.uri().path().trim_end_matches('/');
     let verbose = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match parts.as_slice() {
         [k @ ("healthz" | "livez" | "readyz")] => health(k, checks, None, verbose),
         [k @ ("healthz" | "livez" | "readyz"), name] => health(k, checks, Some(name), verbose),
-        ["metrics"] => {
-            let mut r = text(StatusCode::OK, crate::metrics::render());
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8".parse().expect("header"),
-            );
-            r
+        ["metrics"] => metrics_text(crate::metrics::render()),
+        _ if extra.iter().any(|(p, _)| p == path) => {
+            metrics_text(extra.iter().find(|(p, _)| p == path).map(|(_, f)| f()).unwrap_or_default())
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n".into()),
     }
@@ -149,6 +155,12 @@ fn route(req: &Request<Incoming>, checks: &[Check]) -> Response<Full<Bytes>> {
 
 /// Binds the secure port and serves until the process ends. Returns the bound address.
 pub async fn serve(o: Options, checks: Vec<Check>) -> Result<SocketAddr, ServeError> {
+    serve_with(o, checks, Vec::new()).await
+}
+
+/// [`serve`] with further metrics endpoints.
+pub async fn serve_with(o: Options, checks: Vec<Check>, extra: Vec<MetricsRoute>) -> Result<SocketAddr, ServeError> {
+    let extra = Arc::new(extra);
     let tls = Arc::new(tls_config(&o)?);
     let listener = tokio::net::TcpListener::bind(o.bind).await.map_err(|e| ServeError::Listen(o.bind, e))?;
     let addr = listener.local_addr().map_err(|e| ServeError::Listen(o.bind, e))?;
@@ -160,11 +172,13 @@ pub async fn serve(o: Options, checks: Vec<Check>) -> Result<SocketAddr, ServeEr
             let Ok((tcp, _)) = listener.accept().await else { continue };
             let acceptor = acceptor.clone();
             let checks = checks.clone();
+            let extra = extra.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let checks = checks.clone();
-                    async move { Ok::<_, std::convert::Infallible>(route(&req, &checks)) }
+                    let extra = extra.clone();
+                    async move { Ok::<_, std::convert::Infallible>(route(&req, &checks, &extra)) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)

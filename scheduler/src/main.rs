@@ -7,6 +7,7 @@ mod plugins;
 mod preemption;
 mod profile;
 mod queue;
+mod resources;
 mod scheduler;
 mod spread;
 mod volumes;
@@ -215,7 +216,7 @@ async fn run(flags: Flags) -> Result<(), String> {
                 Arc::new(move || if s.healthy() { Ok(()) } else { Err("lease not renewed".into()) }),
             ));
         }
-        component_base::serving::serve(
+        component_base::serving::serve_with(
             component_base::serving::Options {
                 bind: std::net::SocketAddr::new(flags.bind_address, flags.secure_port),
                 cert_file: flags.tls_cert_file.clone(),
@@ -224,6 +225,7 @@ async fn run(flags: Flags) -> Result<(), String> {
                 component: "kube-scheduler".into(),
             },
             checks,
+            vec![("/metrics/resources".to_string(), Arc::new(resources::render))],
         )
         .await
         .map_err(|e| e.to_string())?;

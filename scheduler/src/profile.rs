@@ -217,7 +217,8 @@ fn check_names(prefix: &str, set: &Value) -> Result<(), String> {
     for which in ["enabled", "disabled"] {
         for pl in set.get(which).and_then(|v| v.as_array()).into_iter().flatten() {
             let name = pl.get("name").and_then(|n| n.as_str()).unwrap_or("");
-            if !KNOWN_PLUGINS.contains(&name) && !(which == "disabled" && name == "*") {
+            let wildcard = which == "disabled" && name == "*";
+            if !KNOWN_PLUGINS.contains(&name) && !wildcard {
                 return Err(format!("{prefix}.{which}: plugin {name:?} does not exist"));
             }
             if let Some(w) = pl.get("weight").and_then(|w| w.as_i64()) {

@@ -121,6 +121,7 @@ fn terminal(p: &Pod) -> bool {
 impl Scheduler {
     pub fn start(client: kube::Client, opts: Options, identity: String) -> Arc<Scheduler> {
         let pods = Informer::start(Api::<Pod>::all(client.clone()), kube::runtime::watcher::Config::default());
+        crate::resources::report(pods.clone());
         let nodes = Informer::start(Api::<Node>::all(client.clone()), kube::runtime::watcher::Config::default());
         let namespaces =
             Informer::start(Api::<Namespace>::all(client.clone()), kube::runtime::watcher::Config::default());

@@ -117,6 +117,9 @@ pub enum Action {
     Provision { claim: String },
 }
 
+/// An unbound delayed claim, its class, and the volumes that could serve it.
+type Delayed = (Arc<PersistentVolumeClaim>, Option<Arc<StorageClass>>, Vec<Arc<PersistentVolume>>);
+
 /// The per-pod state: computed once, asked per node.
 #[derive(Default)]
 pub struct State {
@@ -126,7 +129,7 @@ pub struct State {
     bound: Vec<Option<Arc<PersistentVolume>>>,
     /// Unbound `WaitForFirstConsumer` claims with their class and the volumes that could serve them,
     /// smallest first.
-    delayed: Vec<(Arc<PersistentVolumeClaim>, Option<Arc<StorageClass>>, Vec<Arc<PersistentVolume>>)>,
+    delayed: Vec<Delayed>,
 }
 
 /// PreFilter of VolumeRestrictions and VolumeBinding. An error is upstream's message for a pod no

@@ -135,6 +135,23 @@ fn pods_land_where_they_fit_and_wait_where_they_do_not() {
     ] {
         assert!(metrics.contains(m), "metrics lack {m}");
     }
+    let resources = String::from_utf8(
+        std::process::Command::new("curl")
+            .args(["-sk", &format!("https://127.0.0.1:{port}/metrics/resources")])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let line = resources
+        .lines()
+        .find(|l| {
+            l.starts_with("kube_pod_resource_request{")
+                && l.contains("pod=\"fits-large\"")
+                && l.contains("resource=\"cpu\"")
+        })
+        .unwrap_or_else(|| panic!("no cpu request of fits-large in {resources}"));
+    assert!(line.contains("node=\"large\"") && line.contains("unit=\"cores\"") && line.ends_with(" 3"), "{line}");
 }
 
 #[test]
