@@ -222,25 +222,35 @@ pub fn fit_score(fit: &FitScoring, non_zero: &Resources, req: &Resources, node: 
     }
 }
 
-/// ImageLocality (0..=100): the sizes of the pod's images already on the node, each scaled by the
-/// share of nodes that have it, between 23MB and 1000MB per container.
-pub fn image_score(spec: &PodSpec, node: &NodeInfo, nodes_with: impl Fn(&str) -> usize, total_nodes: usize) -> i64 {
+/// The pod's images (init containers first), with `:latest` added where no tag or digest is given.
+pub fn pod_images(spec: &PodSpec) -> Vec<String> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .map(|c| {
+            let mut image = c.image.clone().unwrap_or_default();
+            if image.rfind(':').map(|i| i as i64).unwrap_or(-1) <= image.rfind('/').map(|i| i as i64).unwrap_or(-1) {
+                image.push_str(":latest");
+            }
+            image
+        })
+        .collect()
+}
+
+/// ImageLocality (0..=100): the sizes of the pod's images (`pod_images`) already on the node, each
+/// scaled by the share of nodes that have it, between 23MB and 1000MB per container.
+pub fn image_score(images: &[String], node: &NodeInfo, nodes_with: impl Fn(&str) -> usize, total_nodes: usize) -> i64 {
     const MB: i64 = 1024 * 1024;
     let (min, per_container) = (23 * MB, 1000 * MB);
-    let containers: Vec<&k8s_openapi::api::core::v1::Container> =
-        spec.init_containers.iter().flatten().chain(spec.containers.iter()).collect();
     let mut sum = 0i64;
-    for c in &containers {
-        let mut image = c.image.clone().unwrap_or_default();
-        if image.rfind(':').map(|i| i as i64).unwrap_or(-1) <= image.rfind('/').map(|i| i as i64).unwrap_or(-1) {
-            image.push_str(":latest");
-        }
-        if let Some(size) = node.images.get(&image) {
-            let spread = nodes_with(&image) as f64 / total_nodes.max(1) as f64;
+    for image in images {
+        if let Some(size) = node.images.get(image) {
+            let spread = nodes_with(image) as f64 / total_nodes.max(1) as f64;
             sum += (*size as f64 * spread) as i64;
         }
     }
-    let max = per_container * containers.len() as i64;
+    let max = per_container * images.len() as i64;
     if max <= min {
         return 0;
     }
@@ -270,9 +280,11 @@ pub fn score(
         }
     }
     let w = profile.weight(IMAGE_LOCALITY);
-    if w > 0 {
+    let images = if w > 0 { pod_images(spec) } else { Vec::new() };
+    // No node has any of the images: every node scores 0.
+    if images.iter().any(|i| image_nodes(i) > 0) {
         for (i, node) in nodes.iter().enumerate() {
-            total[i] += w * image_score(spec, node, &image_nodes, total_nodes);
+            total[i] += w * image_score(&images, node, &image_nodes, total_nodes);
         }
     }
     let w = profile.weight(BALANCED_ALLOCATION);
@@ -432,7 +444,8 @@ mod tests {
         let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [
             {"name": "a", "image": "busybox"}, {"name": "b", "image": "registry:5000/big@sha256:ab"}]}}))
         .unwrap();
-        let spec = pod.spec.clone().unwrap();
+        let spec = pod_images(&pod.spec.clone().unwrap());
+        assert_eq!(spec, ["busybox:latest", "registry:5000/big@sha256:ab"]);
         let mut n = node("a", "4", vec![]);
         assert_eq!(image_score(&spec, &n, |_| 1, 1), 0, "no images");
         let mb = 1024 * 1024;

@@ -355,9 +355,8 @@ impl Scheduler {
                     e.1 += 1;
                 }
             }
-            let spec = pod.spec.clone().unwrap_or_default();
             let spread = if profile.on.pod_topology_spread || profile.weight(POD_TOPOLOGY_SPREAD) > 0 {
-                crate::spread::prepare(&pod, &mut cache, |n| plugins::affinity_matches(&spec, n))
+                crate::spread::prepare(&pod, &mut cache)
             } else {
                 crate::spread::State::default()
             };
@@ -394,9 +393,9 @@ impl Scheduler {
                         if !profile.on.pod_topology_spread {
                             return Ok(());
                         }
-                        spread.filter(n).map_err(|r| Failure {
+                        spread.filter(n).map_err(|(r, resolvable)| Failure {
                             reason: r.to_string(),
-                            resolvable: true,
+                            resolvable,
                             from_fit: false,
                         })
                     })

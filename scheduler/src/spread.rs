@@ -20,6 +20,8 @@ pub struct Counted {
     key: String,
     max_skew: i64,
     hard: bool,
+    /// `minDomains`: with fewer eligible domains, the global minimum counts as 0.
+    min_domains: usize,
     /// domain value → matching pods
     counts: HashMap<String, i64>,
     self_match: bool,
@@ -46,8 +48,45 @@ fn label_selects(sel: &Option<apimachinery::labels::Selector>, labels: &BTreeMap
     sel.as_ref().is_some_and(|s| s.matches(labels))
 }
 
+/// One constraint as asked: topology key, maxSkew, DoNotSchedule, selector, minDomains, and whether
+/// node affinity (`nodeAffinityPolicy: Honor`) and taints (`nodeTaintsPolicy: Honor`) limit the
+/// nodes counted.
+struct Wanted {
+    key: String,
+    max_skew: i64,
+    hard: bool,
+    sel: Selects,
+    min_domains: usize,
+    honor_affinity: bool,
+    honor_taints: bool,
+}
+
+/// The constraint's selector with `matchLabelKeys` merged in (`key In (the pod's value)`).
+fn with_label_keys(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    keys: &[String],
+    labels: &BTreeMap<String, String>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+    let mut sel = sel.clone();
+    for k in keys {
+        if let Some(v) = labels.get(k) {
+            sel.match_expressions.get_or_insert_with(Vec::new).push(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: k.clone(),
+                    operator: "In".into(),
+                    values: Some(vec![v.clone()]),
+                },
+            );
+        }
+    }
+    sel
+}
+
 /// Counts the matching pods per domain for the pod's constraints (explicit, else the defaults).
-pub fn prepare(pod: &Pod, cache: &mut Cache, eligible: impl Fn(&NodeInfo) -> bool) -> State {
+pub fn prepare(pod: &Pod, cache: &mut Cache) -> State {
+    static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
+    let spec = pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default));
+    let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let explicit: Vec<TopologySpreadConstraint> =
         pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.clone()).unwrap_or_default();
@@ -57,22 +96,35 @@ pub fn prepare(pod: &Pod, cache: &mut Cache, eligible: impl Fn(&NodeInfo) -> boo
         .as_ref()
         .and_then(|o| o.iter().find(|r| r.controller == Some(true)))
         .map(|r| r.uid.clone());
-    let mut wanted: Vec<(String, i64, bool, Selects)> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     if explicit.is_empty() {
         if let Some(uid) = owner {
-            wanted.push((HOSTNAME.into(), 3, false, Selects::Owner(uid.clone())));
-            wanted.push((ZONE.into(), 5, false, Selects::Owner(uid)));
+            for (key, max_skew) in [(HOSTNAME, 3), (ZONE, 5)] {
+                wanted.push(Wanted {
+                    key: key.into(),
+                    max_skew,
+                    hard: false,
+                    sel: Selects::Owner(uid.clone()),
+                    min_domains: 1,
+                    honor_affinity: true,
+                    honor_taints: false,
+                });
+            }
         }
     }
-    let explicit_ref = pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.as_ref());
-    for c in explicit_ref.into_iter().flatten() {
+    for c in &explicit {
         if let Some(sel) = c.label_selector.as_ref() {
-            wanted.push((
-                c.topology_key.clone(),
-                c.max_skew as i64,
-                c.when_unsatisfiable == "DoNotSchedule",
-                parse(sel),
-            ));
+            let hard = c.when_unsatisfiable == "DoNotSchedule";
+            let sel = with_label_keys(sel, c.match_label_keys.as_deref().unwrap_or(&[]), &pod_labels);
+            wanted.push(Wanted {
+                key: c.topology_key.clone(),
+                max_skew: c.max_skew as i64,
+                hard,
+                sel: parse(&sel),
+                min_domains: if hard { c.min_domains.unwrap_or(1).max(1) as usize } else { 1 },
+                honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            });
         }
     }
     if wanted.is_empty() {
@@ -80,7 +132,19 @@ pub fn prepare(pod: &Pod, cache: &mut Cache, eligible: impl Fn(&NodeInfo) -> boo
     }
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     let mut constraints = Vec::new();
-    for (key, max_skew, hard, sel) in wanted {
+    // upstream counts only nodes that carry every topology key of the constraints of the same kind.
+    let hard_keys: Vec<String> = wanted.iter().filter(|w| w.hard).map(|w| w.key.clone()).collect();
+    let soft_keys: Vec<String> = wanted.iter().filter(|w| !w.hard).map(|w| w.key.clone()).collect();
+    for Wanted { key, max_skew, hard, sel, min_domains, honor_affinity, honor_taints } in wanted {
+        let keys = if hard { &hard_keys } else { &soft_keys };
+        let eligible = |n: &NodeInfo| {
+            keys.iter().all(|k| n.labels.contains_key(k))
+                && (!honor_affinity || crate::plugins::affinity_matches(spec, n))
+                && (!honor_taints
+                    || n.taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").all(|t| {
+                        spec.tolerations.iter().flatten().any(|tol| component_base::taints::tolerates(tol, t))
+                    }))
+        };
         let self_match = match &sel {
             Selects::Labels(s, _) => label_selects(s, &labels),
             Selects::Owner(_) => true,
@@ -111,22 +175,22 @@ pub fn prepare(pod: &Pod, cache: &mut Cache, eligible: impl Fn(&NodeInfo) -> boo
                 }
             }
         }
-        constraints.push(Counted { key, max_skew, hard, counts, self_match });
+        constraints.push(Counted { key, max_skew, hard, min_domains, counts, self_match });
     }
     State { constraints }
 }
 
 impl State {
-    /// The DoNotSchedule constraints on one node.
-    pub fn filter(&self, node: &NodeInfo) -> Result<(), &'static str> {
+    /// The DoNotSchedule constraints on one node: Err(reason, whether evicting pods could help).
+    pub fn filter(&self, node: &NodeInfo) -> Result<(), (&'static str, bool)> {
         for c in self.constraints.iter().filter(|c| c.hard) {
             let Some(domain) = node.labels.get(&c.key) else {
-                return Err("node(s) didn't match pod topology spread constraints (missing required label)");
+                return Err(("node(s) didn't match pod topology spread constraints (missing required label)", false));
             };
-            let min = c.counts.values().copied().min().unwrap_or(0);
+            let min = if c.counts.len() < c.min_domains { 0 } else { c.counts.values().copied().min().unwrap_or(0) };
             let here = c.counts.get(domain).copied().unwrap_or(0);
             if here + c.self_match as i64 - min > c.max_skew {
-                return Err("node(s) didn't match pod topology spread constraints");
+                return Err(("node(s) didn't match pod topology spread constraints", true));
             }
         }
         Ok(())
@@ -190,7 +254,7 @@ mod tests {
         let mut incoming: Pod = pod("p4", "web");
         incoming.spec = Some(serde_json::from_value(serde_json::json!({"containers": [], "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
-        let state = prepare(&incoming, &mut cache, |_| true);
+        let state = prepare(&incoming, &mut cache);
         let names = ["a1", "b1", "c1"];
         let ok: Vec<bool> = names.iter().map(|n| state.filter(cache.node_info(n).unwrap()).is_ok()).collect();
         // Zone a has 2, b 1, c 0: only c keeps the skew within 1.
@@ -207,9 +271,69 @@ mod tests {
         let mut incoming = pod("p2", "web");
         incoming.spec = Some(serde_json::from_value(serde_json::json!({"containers": [], "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": HOSTNAME, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
-        let state = prepare(&incoming, &mut cache, |_| true);
+        let state = prepare(&incoming, &mut cache);
         let nodes = [cache.node_info("a1").unwrap(), cache.node_info("b1").unwrap()];
         let s = state.score(&nodes);
         assert!(s[1] > s[0], "{s:?}");
+    }
+
+    #[test]
+    fn min_domains_label_keys_and_taint_policy() {
+        let mut cache = Cache::default();
+        for (n, z) in [("a1", "a"), ("b1", "b")] {
+            cache.set_node(&node(n, z));
+        }
+        let mut tainted: Node = node("c1", "c");
+        tainted.spec = Some(
+            serde_json::from_value(serde_json::json!({"taints": [{"key": "k", "effect": "NoSchedule"}]})).unwrap(),
+        );
+        cache.set_node(&tainted);
+        let mut v1 = pod("p1", "web");
+        v1.metadata.labels.as_mut().unwrap().insert("rev".into(), "1".into());
+        cache.add_pod("default/p1", &v1, "b1", false);
+        let incoming = |constraint: serde_json::Value| {
+            let mut p = pod("new", "web");
+            p.metadata.labels.as_mut().unwrap().insert("rev".into(), "2".into());
+            p.spec = Some(
+                serde_json::from_value(
+                    serde_json::json!({"containers": [], "topologySpreadConstraints": [constraint]}),
+                )
+                .unwrap(),
+            );
+            p
+        };
+        let base = serde_json::json!({"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}}});
+        fn ok(state: &State, cache: &Cache) -> Vec<bool> {
+            ["a1", "b1", "c1"].iter().map(|n| state.filter(cache.node_info(n).unwrap()).is_ok()).collect()
+        }
+        // Zone b has 1, a and c (taints ignored by default) 0: b would make skew 2.
+        let state = prepare(&incoming(base.clone()), &mut cache);
+        assert_eq!(ok(&state, &cache), [true, false, true]);
+        // matchLabelKeys: only pods of the same revision count, so b is fine too.
+        let mut keyed = base.clone();
+        keyed["matchLabelKeys"] = serde_json::json!(["rev"]);
+        let state = prepare(&incoming(keyed), &mut cache);
+        assert_eq!(ok(&state, &cache), [true, true, true]);
+        // minDomains 4 of 3 domains: the global minimum is 0, so b (1 + 1 > 1) stays closed.
+        let mut min = base.clone();
+        min["minDomains"] = serde_json::json!(4);
+        min["maxSkew"] = serde_json::json!(2);
+        let state = prepare(&incoming(min.clone()), &mut cache);
+        assert_eq!(ok(&state, &cache), [true, true, true], "maxSkew 2 admits 1 + 1 - 0");
+        min["maxSkew"] = serde_json::json!(1);
+        let state = prepare(&incoming(min), &mut cache);
+        assert_eq!(ok(&state, &cache)[1], false);
+        // nodeTaintsPolicy Honor: the tainted node's zone does not count, so zones a and b decide.
+        let mut honor = base.clone();
+        honor["nodeTaintsPolicy"] = serde_json::json!("Honor");
+        cache.add_pod("default/p2", &pod("p2", "web"), "a1", false);
+        let state = prepare(&incoming(honor), &mut cache);
+        // a 1, b 1 (c not counted): every counted zone is at 1, so a and b are open; c's domain is
+        // unknown to the counts and treated as 0 matching pods.
+        assert_eq!(ok(&state, &cache), [true, true, true]);
+        let state = prepare(&incoming(base), &mut cache);
+        // With c counted (0 pods), a and b would make skew 2.
+        assert_eq!(ok(&state, &cache), [false, false, true]);
     }
 }
