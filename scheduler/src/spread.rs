@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(ok(&state, &cache), [true, true, true], "maxSkew 2 admits 1 + 1 - 0");
         min["maxSkew"] = serde_json::json!(1);
         let state = prepare(&incoming(min), &mut cache);
-        assert_eq!(ok(&state, &cache)[1], false);
+        assert!(!ok(&state, &cache)[1]);
         // nodeTaintsPolicy Honor: the tainted node's zone does not count, so zones a and b decide.
         let mut honor = base.clone();
         honor["nodeTaintsPolicy"] = serde_json::json!("Honor");
