@@ -210,6 +210,17 @@ struct SpreadCount {
     namespace: String,
     matcher: PodMatcher,
     per_node: HashMap<String, i64>,
+    /// Topology key → matching pods per domain, as of the node generation it was built at (pods
+    /// coming and going keep it current; a node change makes it stale).
+    per_domain: HashMap<String, (u64, HashMap<String, i64>)>,
+}
+
+/// The domains of one topology key over the known nodes, for a node generation.
+struct Domains {
+    generation: u64,
+    /// domain value → known nodes in it
+    nodes: HashMap<String, usize>,
+    with_key: usize,
 }
 
 const MAX_SPREAD_COUNTS: usize = 256;
@@ -225,6 +236,9 @@ pub struct Cache {
     order: Vec<String>,
     /// Claim key → how many placed pods use it.
     claim_users: HashMap<String, usize>,
+    /// Bumped on every node change: what per-domain summaries were built against.
+    generation: u64,
+    domains: HashMap<String, Domains>,
     /// Image name → how many known nodes have it (ImageLocality's spread).
     image_nodes: HashMap<String, usize>,
 }
@@ -232,6 +246,10 @@ pub struct Cache {
 impl Cache {
     pub fn set_node(&mut self, n: &Node) {
         let mut fresh = node_info(n);
+        let same_labels = self.nodes.get(&fresh.name).is_some_and(|o| o.known && o.labels == fresh.labels);
+        if !same_labels {
+            self.generation += 1;
+        }
         if let Some(old) = self.nodes.get(&fresh.name).filter(|o| o.known).map(|o| o.images.clone()) {
             for name in old.keys() {
                 self.forget_image(name);
@@ -262,6 +280,7 @@ impl Cache {
     }
 
     pub fn remove_node(&mut self, name: &str) {
+        self.generation += 1;
         let mut images = Vec::new();
         if let Some(n) = self.nodes.get_mut(name).filter(|n| n.known) {
             n.known = false;
@@ -284,6 +303,16 @@ impl Cache {
     /// How many known nodes have the image `name`.
     pub fn nodes_with_image(&self, name: &str) -> usize {
         self.image_nodes.get(name).copied().unwrap_or(0)
+    }
+
+    /// How many known nodes there are.
+    pub fn node_count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The `i`th known node in name order.
+    pub fn node_at(&self, i: usize) -> Option<&NodeInfo> {
+        self.order.get(i).and_then(|n| self.nodes.get(n))
     }
 
     /// The known nodes in name order.
@@ -357,9 +386,18 @@ impl Cache {
         if e.terminating {
             return;
         }
+        let labels = self.nodes.get(&e.node).filter(|n| n.known).map(|n| &n.labels);
         for c in self.spread_counts.values_mut() {
             if c.namespace == e.namespace && (c.matcher)(&e.labels, e.owner.as_deref()) {
                 *c.per_node.entry(e.node.clone()).or_default() += sign;
+                for (key, (generation, counts)) in c.per_domain.iter_mut() {
+                    if *generation != self.generation {
+                        continue;
+                    }
+                    if let Some(d) = labels.and_then(|l| l.get(key)) {
+                        *counts.entry(d.clone()).or_default() += sign;
+                    }
+                }
             }
         }
     }
@@ -380,9 +418,58 @@ impl Cache {
                     *per_node.entry(e.node.clone()).or_default() += 1;
                 }
             }
-            self.spread_counts.insert(key.clone(), SpreadCount { namespace: namespace.to_string(), matcher, per_node });
+            self.spread_counts.insert(
+                key.clone(),
+                SpreadCount { namespace: namespace.to_string(), matcher, per_node, per_domain: HashMap::new() },
+            );
         }
         key
+    }
+
+    /// How many known nodes lack the label `key` (the per-key domain summary is refreshed on the way).
+    pub fn nodes_lacking(&mut self, key: &str) -> usize {
+        let generation = self.generation;
+        let fresh = self.domains.get(key).is_some_and(|d| d.generation == generation);
+        if !fresh {
+            let mut nodes: HashMap<String, usize> = HashMap::new();
+            let mut with_key = 0;
+            for n in self.nodes.values().filter(|n| n.known) {
+                if let Some(v) = n.labels.get(key) {
+                    *nodes.entry(v.clone()).or_default() += 1;
+                    with_key += 1;
+                }
+            }
+            self.domains.insert(key.to_string(), Domains { generation, nodes, with_key });
+        }
+        self.order.len().saturating_sub(self.domains[key].with_key)
+    }
+
+    /// For the counters `id` (from [`Cache::ensure_spread_counts`]) and the topology `key`: matching pods
+    /// per domain over every known node with the key (domains without any at 0). Kept per domain as pods come and go, rebuilt only after a node change, so a
+    /// spread over thousands of nodes does not walk them per pod.
+    pub fn domain_counts(&mut self, id: &str, key: &str) -> HashMap<String, i64> {
+        let generation = self.generation;
+        self.nodes_lacking(key);
+        let domains = &self.domains[key];
+        let Some(c) = self.spread_counts.get_mut(id) else {
+            return domains.nodes.keys().map(|d| (d.clone(), 0)).collect();
+        };
+        let built = c.per_domain.get(key).is_some_and(|(g, _)| *g == generation);
+        if !built {
+            let mut counts: HashMap<String, i64> = HashMap::new();
+            for (node, n) in &c.per_node {
+                if let Some(d) = self.nodes.get(node).filter(|i| i.known).and_then(|i| i.labels.get(key)) {
+                    *counts.entry(d.clone()).or_default() += n;
+                }
+            }
+            c.per_domain.insert(key.to_string(), (generation, counts));
+        }
+        let counts = &c.per_domain[key].1;
+        let mut out: HashMap<String, i64> = HashMap::with_capacity(domains.nodes.len());
+        for d in domains.nodes.keys() {
+            out.insert(d.clone(), counts.get(d).copied().unwrap_or(0));
+        }
+        out
     }
 
     pub fn spread_counts_of(&self, key: &str) -> Option<&HashMap<String, i64>> {
@@ -492,5 +579,43 @@ mod tests {
         assert_eq!(c.spread_counts_of(&k).unwrap().get("n2"), Some(&1), "same namespace, matching labels only");
         c.remove_pod("ns/a");
         assert_eq!(c.spread_counts_of(&k).unwrap().get("n1"), Some(&0));
+    }
+
+    #[test]
+    fn domain_counts_follow_pods_and_nodes() {
+        let mut c = Cache::default();
+        let node = |name: &str, zone: &str| -> Node {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": {"zone": zone}}})).unwrap()
+        };
+        for (n, z) in [("n1", "a"), ("n2", "a"), ("n3", "b")] {
+            c.set_node(&node(n, z));
+        }
+        c.set_node(&serde_json::from_value(serde_json::json!({"metadata": {"name": "bare"}})).unwrap());
+        let web: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"namespace": "ns", "labels": {"app": "web"}}}))
+                .unwrap();
+        let matcher = || -> PodMatcher {
+            Box::new(|l: &BTreeMap<String, String>, _: Option<&str>| l.get("app").map(String::as_str) == Some("web"))
+        };
+        c.add_pod("ns/a", &web, "n1", false);
+        let id = c.ensure_spread_counts("ns", "web", matcher);
+        let counts = |c: &mut Cache| {
+            let mut v: Vec<(String, i64)> = c.domain_counts(&id, "zone").into_iter().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(counts(&mut c), [("a".to_string(), 1), ("b".to_string(), 0)]);
+        assert_eq!(c.nodes_lacking("zone"), 1);
+        c.add_pod("ns/b", &web, "n3", true);
+        c.add_pod("ns/c", &web, "n2", false);
+        c.add_pod("ns/d", &web, "bare", false);
+        assert_eq!(counts(&mut c), [("a".to_string(), 2), ("b".to_string(), 1)]);
+        c.remove_pod("ns/a");
+        assert_eq!(counts(&mut c), [("a".to_string(), 1), ("b".to_string(), 1)]);
+        // n2 moves to zone c: the summary is rebuilt.
+        c.set_node(&node("n2", "c"));
+        assert_eq!(counts(&mut c), [("a".to_string(), 0), ("b".to_string(), 1), ("c".to_string(), 1)]);
+        c.remove_node("n3");
+        assert_eq!(counts(&mut c), [("a".to_string(), 0), ("c".to_string(), 1)]);
     }
 }

@@ -367,15 +367,15 @@ impl Scheduler {
             } else {
                 crate::interpod::State::default()
             };
-            let nodes = cache.sorted_nodes();
-            let total = nodes.len();
+            // Only the nodes examined are looked up (a few hundred of thousands, usually).
+            let total = cache.node_count();
             let want = self.nodes_to_find(total);
             let start = if total == 0 { 0 } else { self.next_start.load(Ordering::Relaxed) % total };
             let mut feasible = Vec::new();
             let mut failed: Vec<(String, Failure)> = Vec::new();
             let mut examined = 0;
             for i in 0..total {
-                let n = nodes[(start + i) % total];
+                let Some(n) = cache.node_at((start + i) % total) else { continue };
                 examined += 1;
                 let with_promised;
                 let fit_on = match promised.get(&n.name) {

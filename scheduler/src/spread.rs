@@ -133,6 +133,14 @@ pub fn prepare(pod: &Pod, cache: &mut Cache) -> State {
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     let mut constraints = Vec::new();
     // upstream counts only nodes that carry every topology key of the constraints of the same kind.
+    // A pod without nodeSelector and required node affinity passes NodeAffinity everywhere.
+    let affinity_free = spec.node_selector.as_ref().is_none_or(|s| s.is_empty())
+        && spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+            .is_none();
     let hard_keys: Vec<String> = wanted.iter().filter(|w| w.hard).map(|w| w.key.clone()).collect();
     let soft_keys: Vec<String> = wanted.iter().filter(|w| !w.hard).map(|w| w.key.clone()).collect();
     for Wanted { key, max_skew, hard, sel, min_domains, honor_affinity, honor_taints } in wanted {
@@ -161,6 +169,14 @@ pub fn prepare(pod: &Pod, cache: &mut Cache) -> State {
                 Box::new(move |l: &BTreeMap<String, String>, _: Option<&str>| label_selects(&s, l))
             }
         });
+        // Every node with the keys counts when neither affinity nor taints narrow them: the cache's
+        // per-domain counters answer without a walk over the nodes.
+        let narrowed = (honor_affinity && !affinity_free) || honor_taints;
+        if !narrowed && keys.iter().all(|k| *k == key || cache.nodes_lacking(k) == 0) {
+            let counts = cache.domain_counts(&full_id, &key);
+            constraints.push(Counted { key, max_skew, hard, min_domains, counts, self_match });
+            continue;
+        }
         let per_node = cache.spread_counts_of(&full_id);
         // Domains of the eligible nodes, with their matching pods.
         let mut counts: HashMap<String, i64> = HashMap::new();
