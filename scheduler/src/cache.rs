@@ -355,31 +355,42 @@ impl Cache {
             claims: crate::volumes::claim_keys(pod),
             disks: crate::volumes::disks(pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or(&[])),
         };
-        for c in &e.claims {
-            *self.claim_users.entry(c.clone()).or_default() += 1;
-        }
+        self.put_pod(key, e);
+    }
+
+    /// Counts a placed pod's entry again (after [`Cache::take_pod`]).
+    pub fn put_pod(&mut self, key: &str, e: PodEntry) {
+        self.remove_pod(key);
         if e.affinity.is_some() {
             self.with_affinity.insert(key.to_string());
+        }
+        for c in &e.claims {
+            *self.claim_users.entry(c.clone()).or_default() += 1;
         }
         self.apply(&e, 1);
         self.count_spread(&e, 1);
         self.pods.insert(key.to_string(), e);
     }
 
-    pub fn remove_pod(&mut self, key: &str) {
-        if let Some(e) = self.pods.remove(key) {
-            self.with_affinity.remove(key);
-            for c in &e.claims {
-                if let Some(n) = self.claim_users.get_mut(c) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.claim_users.remove(c);
-                    }
+    /// Stops counting a placed pod and hands its entry back (preemption's dry run).
+    pub fn take_pod(&mut self, key: &str) -> Option<PodEntry> {
+        let e = self.pods.remove(key)?;
+        self.with_affinity.remove(key);
+        for c in &e.claims {
+            if let Some(n) = self.claim_users.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    self.claim_users.remove(c);
                 }
             }
-            self.apply(&e, -1);
-            self.count_spread(&e, -1);
         }
+        self.apply(&e, -1);
+        self.count_spread(&e, -1);
+        Some(e)
+    }
+
+    pub fn remove_pod(&mut self, key: &str) {
+        self.take_pod(key);
     }
 
     fn count_spread(&mut self, e: &PodEntry, sign: i64) {

@@ -248,22 +248,18 @@ impl State {
                 let first_of_group =
                     self.affinity_counts.values().all(|m| m.values().all(|n| *n <= 0)) && self.matches_own_affinity;
                 if !found && !first_of_group {
-                    return Err(Failure { reason: AFFINITY_MISMATCH.into(), resolvable: false, from_fit: false });
+                    return Err(Failure { reason: AFFINITY_MISMATCH.into(), resolvable: false });
                 }
             }
             for t in &a.required_anti {
                 if node.labels.get(&t.topology_key).is_some_and(|v| get(&self.anti_counts, &t.topology_key, v) > 0) {
-                    return Err(Failure { reason: ANTI_AFFINITY_MISMATCH.into(), resolvable: true, from_fit: false });
+                    return Err(Failure { reason: ANTI_AFFINITY_MISMATCH.into(), resolvable: true });
                 }
             }
         }
         for (key, values) in &self.existing_anti {
             if node.labels.get(key).is_some_and(|v| values.get(v).is_some_and(|n| *n > 0)) {
-                return Err(Failure {
-                    reason: EXISTING_ANTI_AFFINITY_MISMATCH.into(),
-                    resolvable: true,
-                    from_fit: false,
-                });
+                return Err(Failure { reason: EXISTING_ANTI_AFFINITY_MISMATCH.into(), resolvable: true });
             }
         }
         Ok(())

@@ -14,17 +14,15 @@ use std::collections::BTreeMap;
 pub struct Failure {
     pub reason: String,
     pub resolvable: bool,
-    /// From NodeResourcesFit or NodePorts: what removing pods from the node's copy shows at once.
-    pub from_fit: bool,
 }
 
 fn fail(reason: impl Into<String>, resolvable: bool) -> Failure {
-    Failure { reason: reason.into(), resolvable, from_fit: false }
+    Failure { reason: reason.into(), resolvable }
 }
 
 /// A NodeResourcesFit or NodePorts failure, which evicting pods may resolve.
 fn fit_fail(reason: impl Into<String>) -> Failure {
-    Failure { reason: reason.into(), resolvable: true, from_fit: true }
+    Failure { reason: reason.into(), resolvable: true }
 }
 
 fn requirement_matches(

@@ -6,8 +6,10 @@
 //! priority, the lowest sum of victim priorities, the fewest victims, the latest-started most
 //! important victim.
 //!
-//! Nodes that failed on pod topology spread or inter-pod anti-affinity are not tried (upstream
-//! re-evaluates those plugins without the victims; here they are not preemption candidates).
+//! Every filter is re-run in the dry run with the victims taken out of the cache, so nodes that failed
+//! on pod topology spread, inter-pod anti-affinity or a ReadWriteOncePod claim are candidates too, as
+//! upstream's; a failure no eviction can fix (node affinity, taints, a missing claim) is not. The dry
+//! run stops after upstream's number of candidates (10% of the nodes, at least 100).
 
 use crate::cache::{Cache, PodEntry, Resources};
 use crate::plugins::{self, Failure};
@@ -54,70 +56,98 @@ impl Budget {
     }
 }
 
+/// The filters other than NodeResourcesFit and NodePorts (volume restrictions, topology spread,
+/// inter-pod affinity), asked for one node of the cache as it stands (victims taken out).
+pub type Recheck<'a> = dyn FnMut(&mut Cache, &str) -> bool + 'a;
+
+/// upstream's minCandidateNodesPercentage and minCandidateNodesAbsolute: the dry run stops once this
+/// many nodes with victims are found.
+fn enough_candidates(nodes: usize) -> usize {
+    (nodes * 10 / 100).max(100).min(nodes.max(1))
+}
+
 /// The dry run over the nodes whose failure preemption may resolve. `failed` pairs each filtered-out
-/// node with its failure; only the NodeResourcesFit/NodePorts ones are candidates.
+/// node with its failure. Victims are taken out of the cache for the dry run and put back before it
+/// returns, so every filter sees the node (and, for spread and anti-affinity, its domains) without
+/// them.
+#[allow(clippy::too_many_arguments)]
 pub fn find(
     pod: &Pod,
     req: &Resources,
     ports: &[(String, String, i32)],
-    cache: &Cache,
+    cache: &mut Cache,
     failed: &[(String, Failure)],
     budgets: &[Budget],
     profile: &crate::profile::Profile,
+    recheck: &mut Recheck<'_>,
 ) -> Option<Candidate> {
     let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
-    let candidates: Vec<&str> =
-        failed.iter().filter(|(_, f)| f.resolvable && f.from_fit).map(|(n, _)| n.as_str()).collect();
+    let candidates: Vec<&str> = failed.iter().filter(|(_, f)| f.resolvable).map(|(n, _)| n.as_str()).collect();
     let is_candidate: std::collections::HashSet<&str> = candidates.iter().copied().collect();
     if candidates.is_empty() {
         return None;
     }
-    let mut by_node: HashMap<&str, Vec<(&String, &PodEntry)>> = HashMap::new();
+    let mut by_node: HashMap<String, Vec<(String, PodEntry)>> = HashMap::new();
     for (key, e) in cache.placed_pods_keyed() {
         if e.priority < priority && is_candidate.contains(e.node.as_str()) {
-            by_node.entry(e.node.as_str()).or_default().push((key, e));
+            by_node.entry(e.node.clone()).or_default().push((key.clone(), e.clone()));
         }
     }
+    let enough = enough_candidates(cache.node_count());
+    let mut fits = |cache: &mut Cache, node: &str| {
+        cache.node_info(node).is_some_and(|info| plugins::filter(pod, req, ports, info, profile).is_ok())
+            && recheck(cache, node)
+    };
     let mut found: Vec<(Candidate, Vec<VictimRank>)> = Vec::new();
     for node in candidates {
-        let (Some(info), Some(lower)) = (cache.node_info(node), by_node.get_mut(node)) else { continue };
-        let mut sim = info.clone();
-        for (_, e) in lower.iter() {
-            e.account(&mut sim, -1);
+        if found.len() >= enough {
+            break;
         }
-        if plugins::filter(pod, req, ports, &sim, profile).is_err() {
+        let Some(mut lower) = by_node.remove(node) else { continue };
+        for (key, _) in &lower {
+            cache.take_pod(key);
+        }
+        if !fits(cache, node) {
+            for (key, e) in lower {
+                cache.put_pod(&key, e);
+            }
             continue;
         }
         // Most important first: higher priority, then earlier start.
         lower.sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then(a.1.start.cmp(&b.1.start)));
         let mut left: BTreeMap<usize, i64> = budgets.iter().enumerate().map(|(i, b)| (i, b.allowed)).collect();
         let (mut violating, mut fine) = (Vec::new(), Vec::new());
-        for (key, e) in lower.iter() {
+        for (key, e) in lower {
             let mut breaks = false;
             for (i, b) in budgets.iter().enumerate() {
-                if b.covers(e) {
+                if b.covers(&e) {
                     let l = left.get_mut(&i).expect("budget");
                     *l -= 1;
                     breaks |= *l < 0;
                 }
             }
             if breaks {
-                violating.push((*key, *e));
+                violating.push((key, e));
             } else {
-                fine.push((*key, *e));
+                fine.push((key, e));
             }
         }
         let mut victims = Vec::new();
+        let mut taken_out = Vec::new();
         let mut pdb_violations = 0;
         for (group, is_violating) in [(violating, true), (fine, false)] {
             for (key, e) in group {
-                e.account(&mut sim, 1);
-                if plugins::filter(pod, req, ports, &sim, profile).is_err() {
-                    e.account(&mut sim, -1);
-                    victims.push((key.clone(), e.priority, e.start));
+                let rank = (e.priority, e.start);
+                cache.put_pod(&key, e);
+                if !fits(cache, node) {
+                    taken_out.push((key.clone(), cache.take_pod(&key).expect("just put back")));
+                    victims.push((key, rank.0, rank.1));
                     pdb_violations += is_violating as usize;
                 }
             }
+        }
+        for (key, e) in taken_out {
+            cache.put_pod(&key, e);
         }
         if victims.is_empty() {
             continue;
@@ -166,7 +196,7 @@ mod tests {
     }
 
     fn fit_failure() -> Failure {
-        Failure { reason: "Insufficient cpu".into(), resolvable: true, from_fit: true }
+        Failure { reason: "Insufficient cpu".into(), resolvable: true }
     }
 
     #[test]
@@ -182,13 +212,13 @@ mod tests {
         let p = pod("p", "1", 100, serde_json::json!({}));
         let req = crate::cache::pod_requests(&p, false);
         let failed = vec![("a".to_string(), fit_failure()), ("b".to_string(), fit_failure())];
-        let c = find(&p, &req, &[], &cache, &failed, &[], &Default::default()).unwrap();
+        let c = find(&p, &req, &[], &mut cache, &failed, &[], &Default::default(), &mut |_, _| true).unwrap();
         // b's victim has the lower priority.
         assert_eq!(c, Candidate { node: "b".into(), victims: vec!["default/b1".into()], pdb_violations: 0 });
 
         // Not above anyone: nothing to preempt.
         let low = pod("low", "1", 5, serde_json::json!({}));
-        assert!(find(&low, &req, &[], &cache, &failed, &[], &Default::default()).is_none());
+        assert!(find(&low, &req, &[], &mut cache, &failed, &[], &Default::default(), &mut |_, _| true).is_none());
     }
 
     #[test]
@@ -207,8 +237,45 @@ mod tests {
         let p = pod("p", "1", 100, serde_json::json!({}));
         let req = crate::cache::pod_requests(&p, false);
         let failed = vec![("a".to_string(), fit_failure()), ("b".to_string(), fit_failure())];
-        let c = find(&p, &req, &[], &cache, &failed, &[Budget::of(&pdb)], &Default::default()).unwrap();
+        let c = find(&p, &req, &[], &mut cache, &failed, &[Budget::of(&pdb)], &Default::default(), &mut |_, _| true)
+            .unwrap();
         assert_eq!(c.node, "b");
         assert_eq!(c.pdb_violations, 0);
+    }
+
+    #[test]
+    fn anti_affinity_failures_are_resolved_by_evicting_the_matching_pods() {
+        let mut cache = Cache::default();
+        for n in ["a", "b"] {
+            let mut node = node(n);
+            node.metadata.labels = Some([("kubernetes.io/hostname".to_string(), n.to_string())].into());
+            cache.set_node(&node);
+        }
+        cache.add_pod("default/x", &pod("x", "100m", 10, serde_json::json!({"app": "x"})), "a", false);
+        cache.add_pod("default/y", &pod("y", "100m", 10, serde_json::json!({"app": "y"})), "a", false);
+        cache.add_pod("default/xb", &pod("xb", "100m", 1000, serde_json::json!({"app": "x"})), "b", false);
+        let mut p = pod("p", "100m", 100, serde_json::json!({}));
+        p.spec.as_mut().unwrap().affinity = Some(
+            serde_json::from_value(
+                serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}]}}),
+            )
+            .unwrap(),
+        );
+        let req = crate::cache::pod_requests(&p, false);
+        let labels = |_: &str| BTreeMap::new();
+        let anti = |node: &str| {
+            (node.to_string(), Failure { reason: crate::interpod::ANTI_AFFINITY_MISMATCH.into(), resolvable: true })
+        };
+        let failed = vec![anti("a"), anti("b")];
+        let mut recheck = |cache: &mut Cache, node: &str| {
+            let st = crate::interpod::prepare(&p, cache, &labels);
+            st.filter(cache.node_info(node).unwrap()).is_ok()
+        };
+        let c = find(&p, &req, &[], &mut cache, &failed, &[], &Default::default(), &mut recheck).unwrap();
+        // On a, only x matches the term: y is reprieved. On b, xb outranks the pod.
+        assert_eq!(c, Candidate { node: "a".into(), victims: vec!["default/x".into()], pdb_violations: 0 });
+        assert!(cache.is_placed("default/x") && cache.is_placed("default/y"), "the dry run puts every pod back");
+        assert_eq!(cache.node_info("a").unwrap().pods, 2);
     }
 }

@@ -317,10 +317,15 @@ impl Profile {
             if !seen.insert(pname.clone()) {
                 return Err(format!("{at}.pluginConfig[{i}]: Duplicate value: {pname:?}"));
             }
-            if pname == NODE_RESOURCES_FIT {
-                if let Some(a) = args {
-                    fit = fit_scoring(a, &format!("{at}.pluginConfig[{i}].args"))?;
+            match args {
+                Some(a) if pname == NODE_RESOURCES_FIT => {
+                    fit = fit_scoring(a, &format!("{at}.pluginConfig[{i}].args"))?
                 }
+                // Other plugins run with upstream's default arguments; say so rather than pretend.
+                Some(a) if a.as_object().is_some_and(|o| o.keys().any(|k| k != "apiVersion" && k != "kind")) => {
+                    tracing::warn!(plugin = %pname, "{at}.pluginConfig[{i}].args are not applied yet; the defaults are used")
+                }
+                _ => {}
             }
         }
         let point = |p: &str| plugins.and_then(|v| v.get(p));

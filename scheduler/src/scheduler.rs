@@ -339,7 +339,7 @@ impl Scheduler {
                     let all = cache.sorted_nodes();
                     let failed = all
                         .iter()
-                        .map(|n| (n.name.clone(), Failure { reason: msg.clone(), resolvable: false, from_fit: false }))
+                        .map(|n| (n.name.clone(), Failure { reason: msg.clone(), resolvable: false }))
                         .collect();
                     break 'pick (None, failed, all.len(), Some(msg), Vec::new());
                 }
@@ -393,11 +393,7 @@ impl Scheduler {
                         if !profile.on.pod_topology_spread {
                             return Ok(());
                         }
-                        spread.filter(n).map_err(|(r, resolvable)| Failure {
-                            reason: r.to_string(),
-                            resolvable,
-                            from_fit: false,
-                        })
+                        spread.filter(n).map_err(|(r, resolvable)| Failure { reason: r.to_string(), resolvable })
                     })
                     .and_then(|()| if vol.is_empty() { Ok(()) } else { vol.filter(n, restrict, bind_volumes) })
                     .and_then(|()| if profile.on.inter_pod_affinity { interpod.filter(n) } else { Ok(()) })
@@ -644,7 +640,7 @@ impl Scheduler {
         let priority = spec.and_then(|s| s.priority).unwrap_or(0);
         let nominee = pod.status.as_ref().and_then(|s| s.nominated_node_name.clone()).filter(|n| !n.is_empty());
         let candidate = {
-            let cache = self.cache.lock().unwrap();
+            let mut cache = self.cache.lock().unwrap();
             // upstream's PodEligibleToPreemptOthers: victims of an earlier preemption still leaving.
             if let Some(n) = &nominee {
                 if cache.placed_pods().any(|e| &e.node == n && e.terminating && e.priority < priority) {
@@ -652,7 +648,37 @@ impl Scheduler {
                 }
             }
             let budgets: Vec<_> = self.pdbs.list().iter().map(|p| crate::preemption::Budget::of(p)).collect();
-            crate::preemption::find(pod, req, ports, &cache, failed, &budgets, self.profile(pod))
+            let profile = self.profile(pod);
+            // The other filters, re-run on a node of the dry run's cache.
+            let claim = |k: &str| self.claims.get(k);
+            let volume = |n: &str| self.volumes.get(n);
+            let volumes = || self.volumes.list();
+            let class = |n: &str| self.classes.get(n);
+            let listers = crate::volumes::Listers { claim: &claim, volume: &volume, volumes: &volumes, class: &class };
+            let ns_labels =
+                |ns: &str| self.namespaces.get(ns).and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
+            let (restrict, bind) = (profile.on.volume_restrictions, profile.on.volume_binding);
+            let hard_spread = profile.on.pod_topology_spread
+                && spec
+                    .and_then(|s| s.topology_spread_constraints.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.when_unsatisfiable == "DoNotSchedule"));
+            let none = std::collections::HashSet::new();
+            let mut recheck = |cache: &mut Cache, node: &str| -> bool {
+                let Ok(vol) = crate::volumes::prepare(pod, cache, &listers, &none, restrict, bind) else {
+                    return false;
+                };
+                let spread = if hard_spread { crate::spread::prepare(pod, cache) } else { Default::default() };
+                let interpod = if profile.on.inter_pod_affinity {
+                    crate::interpod::prepare(pod, cache, &ns_labels)
+                } else {
+                    Default::default()
+                };
+                let Some(n) = cache.node_info(node) else { return false };
+                (vol.is_empty() || vol.filter(n, restrict, bind).is_ok())
+                    && spread.filter(n).is_ok()
+                    && (!profile.on.inter_pod_affinity || interpod.filter(n).is_ok())
+            };
+            crate::preemption::find(pod, req, ports, &mut cache, failed, &budgets, profile, &mut recheck)
         };
         let Some(c) = candidate else { return Preemption::NoCandidate };
         let (ns, name) = split_key(key);
@@ -792,7 +818,7 @@ mod tests {
 
     #[test]
     fn fit_error_message_as_upstream() {
-        let f = |r: &str, res: bool| Failure { reason: r.into(), resolvable: res, from_fit: false };
+        let f = |r: &str, res: bool| Failure { reason: r.into(), resolvable: res };
         let msg = failure_message(
             3,
             &[

@@ -237,14 +237,14 @@ impl State {
     pub fn filter(&self, node: &NodeInfo, restrictions: bool, binding: bool) -> Result<(), Failure> {
         if restrictions {
             if self.rwop_conflict {
-                return Err(Failure { reason: RWOP_CONFLICT.into(), resolvable: true, from_fit: false });
+                return Err(Failure { reason: RWOP_CONFLICT.into(), resolvable: true });
             }
             if node.disks.iter().any(|d| self.disks.iter().any(|m| m.conflicts(d))) {
-                return Err(Failure { reason: DISK_CONFLICT.into(), resolvable: true, from_fit: false });
+                return Err(Failure { reason: DISK_CONFLICT.into(), resolvable: true });
             }
         }
         if binding {
-            let unresolvable = |r: &str| Failure { reason: r.into(), resolvable: false, from_fit: false };
+            let unresolvable = |r: &str| Failure { reason: r.into(), resolvable: false };
             for pv in &self.bound {
                 match pv {
                     None => return Err(unresolvable(PV_NOT_EXIST)),
