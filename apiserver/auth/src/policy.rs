@@ -337,18 +337,6 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "pvc-protection-controller",
-            vec![
-                rule(&[""], &["persistentvolumeclaims"], &["get", "list", "update", "watch"]),
-                rule(&[""], &["pods"], &["get", "list", "watch"]),
-                events(),
-            ],
-        ),
-        (
-            "pv-protection-controller",
-            vec![rule(&[""], &["persistentvolumes"], &["get", "list", "update", "watch"]), events()],
-        ),
-        (
             "legacy-service-account-token-cleaner",
             vec![
                 named(&[""], &["configmaps"], &["kube-apiserver-legacy-service-account-token-tracking"], &["get"]),
