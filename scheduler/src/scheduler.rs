@@ -389,13 +389,13 @@ impl Scheduler {
                     None => n,
                 };
                 match plugins::filter(&pod, &req, &ports, fit_on, profile)
+                    .and_then(|()| if vol.is_empty() { Ok(()) } else { vol.filter(n, restrict, bind_volumes) })
                     .and_then(|()| {
                         if !profile.on.pod_topology_spread {
                             return Ok(());
                         }
                         spread.filter(n).map_err(|(r, resolvable)| Failure { reason: r.to_string(), resolvable })
                     })
-                    .and_then(|()| if vol.is_empty() { Ok(()) } else { vol.filter(n, restrict, bind_volumes) })
                     .and_then(|()| if profile.on.inter_pod_affinity { interpod.filter(n) } else { Ok(()) })
                 {
                     Ok(()) => feasible.push(n),
