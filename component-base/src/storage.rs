@@ -1,7 +1,8 @@
 //! PersistentVolume and claim helpers shared by the scheduler's VolumeBinding and the
 //! controller-manager's PersistentVolume binder: classes, sizes and whether a volume can serve a claim.
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Set on a claim once its binding is complete.
 pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
@@ -23,23 +24,40 @@ pub fn claim_ref_is(v: &PersistentVolume, c: &PersistentVolumeClaim) -> bool {
     })
 }
 
-/// A claim's class: the beta annotation, else `spec.storageClassName`.
-pub fn claim_class(c: &PersistentVolumeClaim) -> String {
-    c.metadata
-        .annotations
+/// The claims a pod's volumes name, with whether each is a generic ephemeral volume's (whose claim
+/// is `<pod>-<volume>`, made by the ephemeral volume controller).
+pub fn pod_claims(pod: &Pod) -> Vec<(String, bool)> {
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    volumes
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(c), _) => Some((c.claim_name.clone(), false)),
+            (None, Some(_)) => Some((format!("{name}-{}", v.name), true)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A class named by the beta annotation, else by the spec.
+fn class(meta: &ObjectMeta, spec_class: Option<&String>) -> String {
+    meta.annotations
         .as_ref()
-        .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class").cloned())
-        .or_else(|| c.spec.as_ref().and_then(|s| s.storage_class_name.clone()))
+        .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class"))
+        .or(spec_class)
+        .cloned()
         .unwrap_or_default()
 }
 
+/// A claim's class: the beta annotation, else `spec.storageClassName`.
+pub fn claim_class(c: &PersistentVolumeClaim) -> String {
+    class(&c.metadata, c.spec.as_ref().and_then(|s| s.storage_class_name.as_ref()))
+}
+
+/// A volume's class: the beta annotation, else `spec.storageClassName`.
 pub fn volume_class(v: &PersistentVolume) -> String {
-    v.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class").cloned())
-        .or_else(|| v.spec.as_ref().and_then(|s| s.storage_class_name.clone()))
-        .unwrap_or_default()
+    class(&v.metadata, v.spec.as_ref().and_then(|s| s.storage_class_name.as_ref()))
 }
 
 pub fn quantity(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> i64 {
@@ -82,4 +100,21 @@ pub fn volume_matches(c: &PersistentVolumeClaim, v: &PersistentVolume) -> bool {
         }
     }
     true
+}
+
+/// The volumes that could serve `c` ([`volume_matches`]): one pre-bound to it first, then the
+/// smallest.
+pub fn matching_volumes(
+    c: &PersistentVolumeClaim,
+    volumes: impl IntoIterator<Item = std::sync::Arc<PersistentVolume>>,
+) -> Vec<std::sync::Arc<PersistentVolume>> {
+    let mut fits: Vec<_> = volumes.into_iter().filter(|v| volume_matches(c, v)).collect();
+    fits.sort_by_key(|v| {
+        let spec = v.spec.as_ref();
+        (
+            spec.and_then(|s| s.claim_ref.as_ref()).is_none(),
+            quantity(spec.and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"))),
+        )
+    });
+    fits
 }

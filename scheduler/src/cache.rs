@@ -328,7 +328,6 @@ impl Cache {
 
     /// Counts `pod` on `node` (bound, or assumed when `assumed`).
     pub fn add_pod(&mut self, key: &str, pod: &Pod, node: &str, assumed: bool) {
-        self.remove_pod(key);
         let e = PodEntry {
             node: node.to_string(),
             req: pod_requests(pod, false),

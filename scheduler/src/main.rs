@@ -2,6 +2,7 @@
 //! only to the API server, behind the `kube-system/kube-scheduler` Lease.
 
 mod cache;
+mod cycle;
 mod interpod;
 mod plugins;
 mod preemption;

@@ -83,24 +83,17 @@ pub fn render_pods(pods: &[Arc<Pod>]) -> String {
     let labels = ["namespace", "pod", "node", "scheduler", "priority", "resource", "unit"];
     let tail = "broken down by pod. This shows the resource usage the scheduler and kubelet expect per pod for resources along with the unit for the resource if any.";
     let registry = prometheus::Registry::new();
-    let request = prometheus::GaugeVec::new(
-        prometheus::Opts::new(
-            "kube_pod_resource_request",
-            format!("[STABLE] Resources requested by workloads on the cluster, {tail}"),
-        ),
-        &labels,
-    )
-    .expect("metric");
-    let limit = prometheus::GaugeVec::new(
-        prometheus::Opts::new(
-            "kube_pod_resource_limit",
-            format!("[STABLE] Resources limit for workloads on the cluster, {tail}"),
-        ),
-        &labels,
-    )
-    .expect("metric");
-    registry.register(Box::new(request.clone())).expect("register");
-    registry.register(Box::new(limit.clone())).expect("register");
+    let gauge = |name: &str, what: &str| {
+        let g = prometheus::GaugeVec::new(
+            prometheus::Opts::new(name, format!("[STABLE] Resources {what} workloads on the cluster, {tail}")),
+            &labels,
+        )
+        .expect("metric");
+        registry.register(Box::new(g.clone())).expect("register");
+        g
+    };
+    let request = gauge("kube_pod_resource_request", "requested by");
+    let limit = gauge("kube_pod_resource_limit", "limit for");
     for p in pods {
         if matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) {
             continue;

@@ -5,6 +5,7 @@
 //! (`preemption`), and waits for a cluster event.
 
 use crate::cache::{pod_host_ports, pod_requests, Cache, Resources};
+use crate::cycle::PodFilters;
 use crate::plugins::{self, Failure};
 use crate::profile::{Profile, INTER_POD_AFFINITY, POD_TOPOLOGY_SPREAD};
 use crate::queue::SchedulingQueue;
@@ -110,6 +111,20 @@ pub struct Scheduler {
     binds: Arc<tokio::sync::Semaphore>,
 }
 
+/// Any change to `informer`'s objects sends the unschedulable pods back to be tried again.
+fn requeue_on_change<K>(s: &Arc<Scheduler>, informer: &Informer<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    let weak = Arc::downgrade(s);
+    informer.add_handler(move |_| {
+        if let Some(s) = weak.upgrade() {
+            s.queue.move_all_unschedulable();
+        }
+    });
+}
+
 fn bound(p: &Pod) -> Option<String> {
     p.spec.as_ref()?.node_name.clone().filter(|n| !n.is_empty())
 }
@@ -169,24 +184,9 @@ impl Scheduler {
             s.queue.move_all_unschedulable();
         });
         // A claim, volume or class that appears or changes may make a pod waiting on volumes fit.
-        let weak = Arc::downgrade(&s);
-        s.claims.add_handler(move |_| {
-            if let Some(s) = weak.upgrade() {
-                s.queue.move_all_unschedulable();
-            }
-        });
-        let weak = Arc::downgrade(&s);
-        s.volumes.add_handler(move |_| {
-            if let Some(s) = weak.upgrade() {
-                s.queue.move_all_unschedulable();
-            }
-        });
-        let weak = Arc::downgrade(&s);
-        s.classes.add_handler(move |_| {
-            if let Some(s) = weak.upgrade() {
-                s.queue.move_all_unschedulable();
-            }
-        });
+        requeue_on_change(&s, &s.claims);
+        requeue_on_change(&s, &s.volumes);
+        requeue_on_change(&s, &s.classes);
         let weak = Arc::downgrade(&s);
         s.pods.add_handler(move |ch| {
             if let Some(s) = weak.upgrade() {
@@ -213,6 +213,11 @@ impl Scheduler {
             }
         });
         s
+    }
+
+    /// A namespace's labels, for affinity terms' `namespaceSelector`.
+    fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        self.namespaces.get(ns).and_then(|n| n.metadata.labels.clone()).unwrap_or_default()
     }
 
     fn ours(&self, p: &Pod) -> bool {
@@ -316,8 +321,8 @@ impl Scheduler {
             return;
         }
         let started = Instant::now();
-        let profile_name = self.profile(&pod).scheduler_name.clone();
         let profile = self.profile(&pod);
+        let profile_name = profile.scheduler_name.clone();
         let req = pod_requests(&pod, false);
         let non_zero = pod_requests(&pod, true);
         let ports = pod_host_ports(&pod);
@@ -327,14 +332,9 @@ impl Scheduler {
             let mut cache = self.cache.lock().unwrap();
             let taken: std::collections::HashSet<String> =
                 self.reserved.lock().unwrap().iter().filter(|(_, p)| *p != key).map(|(v, _)| v.clone()).collect();
-            let claim = |k: &str| self.claims.get(k);
-            let volume = |n: &str| self.volumes.get(n);
-            let volumes = || self.volumes.list();
-            let class = |n: &str| self.classes.get(n);
-            let listers = crate::volumes::Listers { claim: &claim, volume: &volume, volumes: &volumes, class: &class };
-            let (restrict, bind_volumes) = (profile.on.volume_restrictions, profile.on.volume_binding);
-            let vol = match crate::volumes::prepare(&pod, &cache, &listers, &taken, restrict, bind_volumes) {
-                Ok(v) => v,
+            let ns_labels = |ns: &str| self.namespace_labels(ns);
+            let filters = match PodFilters::prepare(&pod, &mut cache, profile, &*self, &taken, &ns_labels, true) {
+                Ok(f) => f,
                 Err(msg) => {
                     let all = cache.sorted_nodes();
                     let failed = all
@@ -355,18 +355,6 @@ impl Scheduler {
                     e.1 += 1;
                 }
             }
-            let spread = if profile.on.pod_topology_spread || profile.weight(POD_TOPOLOGY_SPREAD) > 0 {
-                crate::spread::prepare(&pod, &mut cache)
-            } else {
-                crate::spread::State::default()
-            };
-            let ns_labels =
-                |ns: &str| self.namespaces.get(ns).and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
-            let interpod = if profile.on.inter_pod_affinity || profile.weight(INTER_POD_AFFINITY) > 0 {
-                crate::interpod::prepare(&pod, &mut cache, &ns_labels)
-            } else {
-                crate::interpod::State::default()
-            };
             // Only the nodes examined are looked up (a few hundred of thousands, usually).
             let total = cache.node_count();
             let want = self.nodes_to_find(total);
@@ -388,16 +376,7 @@ impl Scheduler {
                     }
                     None => n,
                 };
-                match plugins::filter(&pod, &req, &ports, fit_on, profile)
-                    .and_then(|()| if vol.is_empty() { Ok(()) } else { vol.filter(n, restrict, bind_volumes) })
-                    .and_then(|()| {
-                        if !profile.on.pod_topology_spread {
-                            return Ok(());
-                        }
-                        spread.filter(n).map_err(|(r, resolvable)| Failure { reason: r.to_string(), resolvable })
-                    })
-                    .and_then(|()| if profile.on.inter_pod_affinity { interpod.filter(n) } else { Ok(()) })
-                {
+                match plugins::filter(&pod, &req, &ports, fit_on, profile).and_then(|()| filters.filter(n)) {
                     Ok(()) => feasible.push(n),
                     Err(f) => failed.push((n.name.clone(), f)),
                 }
@@ -421,14 +400,14 @@ impl Scheduler {
                     total,
                 );
                 let w = profile.weight(POD_TOPOLOGY_SPREAD);
-                if w > 0 && spread.has_soft() {
-                    for (s, t) in scores.iter_mut().zip(spread.score(&feasible)) {
+                if w > 0 && filters.spread.has_soft() {
+                    for (s, t) in scores.iter_mut().zip(filters.spread.score(&feasible)) {
                         *s += w * t;
                     }
                 }
                 let w = profile.weight(INTER_POD_AFFINITY);
-                if w > 0 && interpod.has_scores() {
-                    for (s, t) in scores.iter_mut().zip(interpod.score(&feasible)) {
+                if w > 0 && filters.interpod.has_scores() {
+                    for (s, t) in scores.iter_mut().zip(filters.interpod.score(&feasible)) {
                         *s += w * t;
                     }
                 }
@@ -439,7 +418,9 @@ impl Scheduler {
             };
             // The chosen node's volume work, and its volumes reserved for this pod.
             let actions = match choice.as_ref().and_then(|c| cache.node_info(c)) {
-                Some(n) if bind_volumes && !vol.is_empty() => vol.actions(n).unwrap_or_default(),
+                Some(n) if profile.on.volume_binding && !filters.volumes.is_empty() => {
+                    filters.volumes.actions(n).unwrap_or_default()
+                }
                 _ => Vec::new(),
             };
             let mut reserved = self.reserved.lock().unwrap();
@@ -650,33 +631,11 @@ impl Scheduler {
             let budgets: Vec<_> = self.pdbs.list().iter().map(|p| crate::preemption::Budget::of(p)).collect();
             let profile = self.profile(pod);
             // The other filters, re-run on a node of the dry run's cache.
-            let claim = |k: &str| self.claims.get(k);
-            let volume = |n: &str| self.volumes.get(n);
-            let volumes = || self.volumes.list();
-            let class = |n: &str| self.classes.get(n);
-            let listers = crate::volumes::Listers { claim: &claim, volume: &volume, volumes: &volumes, class: &class };
-            let ns_labels =
-                |ns: &str| self.namespaces.get(ns).and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
-            let (restrict, bind) = (profile.on.volume_restrictions, profile.on.volume_binding);
-            let hard_spread = profile.on.pod_topology_spread
-                && spec
-                    .and_then(|s| s.topology_spread_constraints.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.when_unsatisfiable == "DoNotSchedule"));
+            let ns_labels = |ns: &str| self.namespace_labels(ns);
             let none = std::collections::HashSet::new();
-            let mut recheck = |cache: &mut Cache, node: &str| -> bool {
-                let Ok(vol) = crate::volumes::prepare(pod, cache, &listers, &none, restrict, bind) else {
-                    return false;
-                };
-                let spread = if hard_spread { crate::spread::prepare(pod, cache) } else { Default::default() };
-                let interpod = if profile.on.inter_pod_affinity {
-                    crate::interpod::prepare(pod, cache, &ns_labels)
-                } else {
-                    Default::default()
-                };
-                let Some(n) = cache.node_info(node) else { return false };
-                (vol.is_empty() || vol.filter(n, restrict, bind).is_ok())
-                    && spread.filter(n).is_ok()
-                    && (!profile.on.inter_pod_affinity || interpod.filter(n).is_ok())
+            let mut recheck = |cache: &mut Cache, node: &str| {
+                PodFilters::prepare(pod, cache, profile, self, &none, &ns_labels, false)
+                    .is_ok_and(|f| cache.node_info(node).is_some_and(|n| f.filter(n).is_ok()))
             };
             crate::preemption::find(pod, req, ports, &mut cache, failed, &budgets, profile, &mut recheck)
         };
@@ -764,6 +723,21 @@ impl Scheduler {
                 &Patch::Merge(&json!({"status": {"conditions": conds}})),
             )
             .await;
+    }
+}
+
+impl crate::volumes::Listers for Scheduler {
+    fn claim(&self, key: &str) -> Option<Arc<PersistentVolumeClaim>> {
+        self.claims.get(key)
+    }
+    fn volume(&self, name: &str) -> Option<Arc<PersistentVolume>> {
+        self.volumes.get(name)
+    }
+    fn volumes(&self) -> Vec<Arc<PersistentVolume>> {
+        self.volumes.list()
+    }
+    fn class(&self, name: &str) -> Option<Arc<StorageClass>> {
+        self.classes.get(name)
     }
 }
 

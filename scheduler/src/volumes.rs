@@ -15,7 +15,7 @@
 
 use crate::cache::{Cache, NodeInfo};
 use crate::plugins::{term_matches, Failure};
-use component_base::storage::{claim_class, quantity, volume_matches, NO_PROVISIONER};
+use component_base::storage::{claim_class, matching_volumes, pod_claims, NO_PROVISIONER};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Volume};
 use k8s_openapi::api::storage::v1::StorageClass;
 use std::collections::HashSet;
@@ -78,28 +78,18 @@ pub fn disks(volumes: &[Volume]) -> Vec<Disk> {
     out
 }
 
-/// The claims a pod uses, as `namespace/name` keys (generic ephemeral volumes included: their claim
-/// is `<pod>-<volume>`).
+/// The claims a pod uses, as `namespace/name` keys.
 pub fn claim_keys(pod: &Pod) -> Vec<String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let name = pod.metadata.name.as_deref().unwrap_or("");
-    let mut out = Vec::new();
-    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        if let Some(c) = &v.persistent_volume_claim {
-            out.push(format!("{ns}/{}", c.claim_name));
-        } else if v.ephemeral.is_some() {
-            out.push(format!("{ns}/{name}-{}", v.name));
-        }
-    }
-    out
+    pod_claims(pod).into_iter().map(|(c, _)| format!("{ns}/{c}")).collect()
 }
 
-/// The lists VolumeBinding reads.
-pub struct Listers<'a> {
-    pub claim: &'a dyn Fn(&str) -> Option<Arc<PersistentVolumeClaim>>,
-    pub volume: &'a dyn Fn(&str) -> Option<Arc<PersistentVolume>>,
-    pub volumes: &'a dyn Fn() -> Vec<Arc<PersistentVolume>>,
-    pub class: &'a dyn Fn(&str) -> Option<Arc<StorageClass>>,
+/// The lists VolumeBinding reads (the scheduler's informers).
+pub trait Listers {
+    fn claim(&self, key: &str) -> Option<Arc<PersistentVolumeClaim>>;
+    fn volume(&self, name: &str) -> Option<Arc<PersistentVolume>>;
+    fn volumes(&self) -> Vec<Arc<PersistentVolume>>;
+    fn class(&self, name: &str) -> Option<Arc<StorageClass>>;
 }
 
 /// Whether a volume's required node affinity admits the node.
@@ -137,24 +127,22 @@ pub struct State {
 pub fn prepare(
     pod: &Pod,
     cache: &Cache,
-    listers: &Listers<'_>,
+    listers: &dyn Listers,
     taken: &HashSet<String>,
     restrictions: bool,
     binding: bool,
 ) -> Result<State, String> {
     let mut st = State::default();
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or(&[]);
     if volumes.is_empty() || !(restrictions || binding) {
         return Ok(st);
     }
-    st.claims = claim_keys(pod);
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut claims = Vec::new();
-    for (key, v) in
-        st.claims.iter().zip(volumes.iter().filter(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some()))
-    {
-        let name = key.split_once('/').map(|(_, n)| n).unwrap_or(key);
-        let Some(c) = (listers.claim)(key) else {
-            if v.ephemeral.is_some() {
+    for (name, ephemeral) in pod_claims(pod) {
+        let key = format!("{ns}/{name}");
+        let Some(c) = listers.claim(&key) else {
+            if ephemeral {
                 return Err(format!(
                     "waiting for ephemeral volume controller to create the persistentvolumeclaim {name:?}"
                 ));
@@ -165,9 +153,10 @@ pub fn prepare(
             return Err(format!("persistentvolumeclaim {name:?} is being deleted"));
         }
         claims.push(c);
+        st.claims.push(key);
     }
     if restrictions {
-        st.disks = disks(&volumes);
+        st.disks = disks(volumes);
         st.rwop_conflict = claims.iter().any(|c| {
             c.spec
                 .as_ref()
@@ -182,11 +171,11 @@ pub fn prepare(
     for c in claims {
         let bound_to = c.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|n| !n.is_empty());
         if let Some(pv) = bound_to {
-            st.bound.push((listers.volume)(&pv));
+            st.bound.push(listers.volume(&pv));
             continue;
         }
         let class_name = claim_class(&c);
-        let class = if class_name.is_empty() { None } else { (listers.class)(&class_name) };
+        let class = if class_name.is_empty() { None } else { listers.class(&class_name) };
         if !class_name.is_empty() && class.is_none() {
             return Err(format!("storageclass.storage.k8s.io {class_name:?} not found"));
         }
@@ -194,17 +183,8 @@ pub fn prepare(
         if !delayed {
             return Err(UNBOUND_IMMEDIATE.into());
         }
-        let mut fits: Vec<Arc<PersistentVolume>> = (listers.volumes)()
-            .into_iter()
-            .filter(|v| !taken.contains(v.metadata.name.as_deref().unwrap_or("")) && volume_matches(&c, v))
-            .collect();
-        // A volume pre-bound to the claim first, then the smallest.
-        fits.sort_by_key(|v| {
-            (
-                v.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_none(),
-                quantity(v.spec.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"))),
-            )
-        });
+        let free = listers.volumes().into_iter().filter(|v| !taken.contains(v.metadata.name.as_deref().unwrap_or("")));
+        let fits = matching_volumes(&c, free);
         st.delayed.push((c, class, fits));
     }
     Ok(st)
@@ -329,13 +309,22 @@ mod tests {
             "spec": {"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]}}))
         .unwrap();
         let cache = Cache::default();
-        let (c2, cl2, v2) = (claim.clone(), class.clone(), vols.clone());
-        let listers = Listers {
-            claim: &move |k| (k == "ns/data").then(|| c2.clone()),
-            volume: &|_| None,
-            volumes: &move || v2.clone(),
-            class: &move |n| (n == "local").then(|| cl2.clone()),
-        };
+        struct Fixed(Arc<PersistentVolumeClaim>, Arc<StorageClass>, Vec<Arc<PersistentVolume>>);
+        impl Listers for Fixed {
+            fn claim(&self, k: &str) -> Option<Arc<PersistentVolumeClaim>> {
+                (k == "ns/data").then(|| self.0.clone())
+            }
+            fn volume(&self, _: &str) -> Option<Arc<PersistentVolume>> {
+                None
+            }
+            fn volumes(&self) -> Vec<Arc<PersistentVolume>> {
+                self.2.clone()
+            }
+            fn class(&self, n: &str) -> Option<Arc<StorageClass>> {
+                (n == "local").then(|| self.1.clone())
+            }
+        }
+        let listers = Fixed(claim.clone(), class.clone(), vols.clone());
         let st = prepare(&pod, &cache, &listers, &HashSet::new(), true, true).unwrap();
         assert_eq!(
             st.actions(&node("a")),

@@ -19,7 +19,7 @@ use crate::context::Context;
 use component_base::informer::{key_of, Change};
 use component_base::storage::*;
 use component_base::workqueue::WorkQueue;
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, PostParams};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,14 +112,7 @@ async fn sync_claim(ctx: &Context, key: &str) -> SyncResult {
         let class_name = claim_class(&claim);
         let class = (!class_name.is_empty()).then(|| ctx.storageclasses().get(&class_name)).flatten();
         let delayed = class.as_ref().and_then(|c| c.volume_binding_mode.as_deref()) == Some("WaitForFirstConsumer");
-        let mut fits: Vec<Arc<PersistentVolume>> =
-            ctx.pvs().list().into_iter().filter(|v| volume_matches(&claim, v)).collect();
-        fits.sort_by_key(|v| {
-            (
-                !claim_ref_is(v, &claim),
-                quantity(v.spec.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"))),
-            )
-        });
+        let fits = matching_volumes(&claim, ctx.pvs().list());
         let pick = fits.into_iter().find(|v| claim_ref_is(v, &claim) || !delayed);
         if let Some(v) = pick {
             return bind(ctx, &claim, &v).await;
@@ -359,14 +352,6 @@ async fn sync_volume(ctx: &Context, name: &str) -> SyncResult {
     }
 }
 
-fn uses_claim(p: &Pod, claim: &str) -> bool {
-    let name = p.metadata.name.as_deref().unwrap_or("");
-    p.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten().any(|v| {
-        v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim)
-            || (v.ephemeral.is_some() && format!("{name}-{}", v.name) == claim)
-    })
-}
-
 fn remove_finalizer(m: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, f: &str) -> bool {
     let Some(list) = m.finalizers.as_mut() else { return false };
     let before = list.len();
@@ -390,10 +375,8 @@ pub fn start_pvc_protection(ctx: &Arc<Context>) {
     pods.add_handler(move |ch| {
         let p = ch.object();
         let ns = p.metadata.namespace.clone().unwrap_or_default();
-        for v in p.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-            if let Some(c) = &v.persistent_volume_claim {
-                q.add(format!("{ns}/{}", c.claim_name));
-            }
+        for (claim, _) in pod_claims(p) {
+            q.add(format!("{ns}/{claim}"));
         }
     });
     let ctx = ctx.clone();
@@ -412,7 +395,7 @@ pub fn start_pvc_protection(ctx: &Arc<Context>) {
                 let in_use = ctx.pods().list_namespace(&ns).iter().any(|p| {
                     let done =
                         matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
-                    !done && uses_claim(p, &name)
+                    !done && pod_claims(p).iter().any(|(c, _)| *c == name)
                 });
                 if in_use {
                     return Ok(None);
