@@ -7,8 +7,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
 /// Records `events.k8s.io/v1` Events about objects; failures are logged, never fatal.
-/// An event waiting to be written: (regarding, warning, reason, note).
-type Queued = (ObjectReference, bool, String, String);
+/// An event waiting to be written: (regarding, warning, reason, action, note).
+type Queued = (ObjectReference, bool, String, String, String);
 
 #[derive(Clone)]
 pub struct EventRecorder {
@@ -157,17 +157,22 @@ impl EventRecorder {
     /// kubelet emits several events per container start). Past 1000 queued events new ones are
     /// dropped, as client-go's broadcaster drops them when its queue is full.
     pub fn emit<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        self.emit_ref(reference(obj), warning, reason, reason, note)
+    }
+
+    /// As `emit`, about `regarding`, with the `action` (events.k8s.io) the component took.
+    pub fn emit_ref(&self, regarding: ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
         let tx = self.queue.get_or_init(|| {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Queued>(1000);
             let r = self.clone();
             tokio::spawn(async move {
-                while let Some((regarding, warning, reason, note)) = rx.recv().await {
-                    r.event(regarding, warning, &reason, &reason, note).await;
+                while let Some((regarding, warning, reason, action, note)) = rx.recv().await {
+                    r.event(regarding, warning, &reason, &action, note).await;
                 }
             });
             tx
         });
-        if tx.try_send((reference(obj), warning, reason.to_string(), note)).is_err() {
+        if tx.try_send((regarding, warning, reason.to_string(), action.to_string(), note)).is_err() {
             tracing::debug!(reason, "event queue full; event dropped");
         }
     }

@@ -115,6 +115,17 @@ async fn wait_bound(client: kube::Client, ns: String, prefix: String, n: usize) 
     unreachable!("the watch ended")
 }
 
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is 3rd; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
 fn main() {
     let nodes = env("FERROKUBE_BENCH_NODES", 5000);
     let pods = env("FERROKUBE_BENCH_PODS", 10000);
@@ -161,6 +172,7 @@ fn main() {
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection: {qps: 5000, burst: 5000}\n",
     );
     let mut rates = Vec::new();
+    let mut cpu = Vec::new();
     // One pod per node fits with the anti-affinity.
     let anti_pods = pods.min(nodes);
     for (ns, kind, n_pods) in
@@ -176,6 +188,8 @@ fn main() {
         let waiter = rt.spawn(wait_bound(client.clone(), ns.into(), "sched".into(), n_pods));
         let n = cluster
             .start_component("kube-scheduler", &["--secure-port=0", "--leader-elect=false", "--config", &config]);
+        let (api_pid, sched_pid) = cluster.pids(n);
+        let api_cpu = cpu_seconds(api_pid);
         let (first, last) = rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(1800), waiter)
                 .await
@@ -183,23 +197,29 @@ fn main() {
                 .unwrap()
         });
         rates.push(n_pods as f64 / last.duration_since(first).as_secs_f64().max(1e-9));
+        // CPU per pod scheduled, the scheduler's (start-up and informer sync included) and the API server's.
+        cpu.push((cpu_seconds(sched_pid) / n_pods as f64, (cpu_seconds(api_pid) - api_cpu) / n_pods as f64));
         cluster.kill_manager(n, libc::SIGTERM);
     }
     let (sched, spread, anti) = (rates[0], rates[1], rates[2]);
+    let ms = |(s, a): (f64, f64)| format!("CPU per pod: scheduler {:.2} ms, kube-apiserver {:.2} ms", s * 1e3, a * 1e3);
     println!();
     println!("scheduling {pods} pods on {nodes} nodes (basic: resource fit, default scores)");
     println!("  kube-scheduler      {sched:>9.0} pods/s");
     println!("  no-op binder        {noop:>9.0} pods/s   (same API server, 64 bindings in flight)");
     println!("  ratio               {:>9.2}", sched / noop);
     println!("  upstream CI floor         680 pods/s at 5,000 nodes");
+    println!("  {}", ms(cpu[0]));
     println!();
     println!("with a required zone spread (maxSkew 1 over 3 zones)");
     println!("  kube-scheduler      {spread:>9.0} pods/s");
     println!("  ratio to no-op      {:>9.2}", spread / noop);
     println!("  upstream CI floor         460 pods/s at 5,000 nodes");
+    println!("  {}", ms(cpu[1]));
     println!();
     println!("with a required hostname anti-affinity among the pods ({anti_pods} pods, one per node)");
     println!("  kube-scheduler      {anti:>9.0} pods/s");
     println!("  ratio to no-op      {:>9.2}", anti / noop);
     println!("  upstream CI floor          60 pods/s at 5,000 nodes");
+    println!("  {}", ms(cpu[2]));
 }

@@ -35,11 +35,12 @@ impl PodFilters {
     ) -> Result<PodFilters, String> {
         let on = profile.on;
         let volumes = crate::volumes::prepare(pod, cache, listers, taken, on.volume_restrictions, on.volume_binding)?;
+        // Required constraints: the pod's, or with none the profile's `List` defaults.
         let hard_spread = || {
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.topology_spread_constraints.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.when_unsatisfiable == "DoNotSchedule"))
+            let own = pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.as_deref()).unwrap_or(&[]);
+            let defaults = profile.args.spread_defaults.as_deref().unwrap_or(&[]);
+            let asked = if own.is_empty() { defaults } else { own };
+            asked.iter().any(|c| c.when_unsatisfiable == "DoNotSchedule")
         };
         let spread = match scoring {
             true => on.pod_topology_spread || profile.weight(POD_TOPOLOGY_SPREAD) > 0,
@@ -48,8 +49,16 @@ impl PodFilters {
         let interpod = on.inter_pod_affinity || (scoring && profile.weight(INTER_POD_AFFINITY) > 0);
         Ok(PodFilters {
             volumes,
-            spread: if spread { crate::spread::prepare(pod, cache) } else { Default::default() },
-            interpod: if interpod { crate::interpod::prepare(pod, cache, ns_labels) } else { Default::default() },
+            spread: if spread {
+                crate::spread::prepare(pod, cache, profile.args.spread_defaults.as_deref())
+            } else {
+                Default::default()
+            },
+            interpod: if interpod {
+                crate::interpod::prepare(pod, cache, ns_labels, &profile.args)
+            } else {
+                Default::default()
+            },
             restrictions: on.volume_restrictions,
             binding: on.volume_binding,
             spread_on: on.pod_topology_spread,

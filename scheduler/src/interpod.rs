@@ -181,7 +181,8 @@ fn by_domain(term: &Term, counts: &HashMap<String, i64>, cache: &Cache, into: &m
     }
 }
 
-pub fn prepare(pod: &Pod, cache: &mut Cache, ns_labels: NamespaceLabels<'_>) -> State {
+/// `args`: InterPodAffinity's `hardPodAffinityWeight` and `ignorePreferredTermsOfExistingPods`.
+pub fn prepare(pod: &Pod, cache: &mut Cache, ns_labels: NamespaceLabels<'_>, args: &crate::profile::Args) -> State {
     let own = Affinity::of(pod);
     if own.is_none() && cache.pods_with_affinity() == 0 {
         return State::default();
@@ -221,9 +222,13 @@ pub fn prepare(pod: &Pod, cache: &mut Cache, ns_labels: NamespaceLabels<'_>) -> 
         for t in a.required_anti.iter().filter(|t| t.matches(&ns, &labels, ns_labels)) {
             domain(t, &mut existing_anti, 1);
         }
-        // hardPodAffinityWeight (1) for the placed pods' required affinity terms.
-        for t in a.required.iter().filter(|t| t.matches(&ns, &labels, ns_labels)) {
-            domain(t, &mut scores, 1);
+        // hardPodAffinityWeight for the placed pods' required affinity terms (none at 0).
+        let hard = args.hard_pod_affinity_weight;
+        for t in a.required.iter().filter(|t| hard > 0 && t.matches(&ns, &labels, ns_labels)) {
+            domain(t, &mut scores, hard);
+        }
+        if args.ignore_preferred_terms_of_existing_pods {
+            continue;
         }
         for t in a.preferred.iter().filter(|t| t.matches(&ns, &labels, ns_labels)) {
             domain(t, &mut scores, t.weight);
@@ -321,7 +326,7 @@ mod tests {
             serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                 {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "topology.kubernetes.io/zone"}]}}),
         );
-        let st = prepare(&near_db, &mut cache, &no_labels);
+        let st = prepare(&near_db, &mut cache, &no_labels, &Default::default());
         let infos: Vec<NodeInfo> = cache.sorted_nodes().into_iter().cloned().collect();
         let n = |name: &str| infos.iter().find(|n| n.name == name).unwrap().clone();
         assert!(st.filter(&n("a")).is_ok() && st.filter(&n("b")).is_ok());
@@ -333,7 +338,7 @@ mod tests {
             serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                 {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}),
         );
-        let st = prepare(&away, &mut cache, &no_labels);
+        let st = prepare(&away, &mut cache, &no_labels, &Default::default());
         assert_eq!(st.filter(&n("a")).unwrap_err().reason, ANTI_AFFINITY_MISMATCH);
         assert!(st.filter(&n("b")).is_ok());
 
@@ -346,7 +351,7 @@ mod tests {
         );
         cache.add_pod("default/loner", &loner, "c", false);
         let web = pod("web2", serde_json::json!({"app": "web"}), serde_json::json!(null));
-        let st = prepare(&web, &mut cache, &no_labels);
+        let st = prepare(&web, &mut cache, &no_labels, &Default::default());
         assert_eq!(st.filter(&n("c")).unwrap_err().reason, EXISTING_ANTI_AFFINITY_MISMATCH);
         assert!(st.filter(&n("a")).is_ok());
     }
@@ -361,7 +366,7 @@ mod tests {
             serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                 {"labelSelector": {"matchLabels": {"app": "band"}}, "topologyKey": "topology.kubernetes.io/zone"}]}}),
         );
-        let st = prepare(&p, &mut cache, &no_labels);
+        let st = prepare(&p, &mut cache, &no_labels, &Default::default());
         assert!(st.filter(cache.sorted_nodes()[0]).is_ok());
     }
 
@@ -383,8 +388,37 @@ mod tests {
             serde_json::json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
                 {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "topology.kubernetes.io/zone"}}]}}),
         );
-        let st = prepare(&p, &mut cache, &no_labels);
+        let st = prepare(&p, &mut cache, &no_labels, &Default::default());
         let nodes = cache.sorted_nodes();
         assert_eq!(st.score(&nodes), vec![0, 100]);
+    }
+
+    #[test]
+    fn placed_pods_terms_score_by_the_profile_args() {
+        let mut cache = Cache::default();
+        for (n, z) in [("a", "z1"), ("b", "z2"), ("c", "z3")] {
+            cache.set_node(&node(n, z));
+        }
+        // On a, a pod that requires the incoming pod's zone; on b, one that prefers it (weight 10).
+        let requires = serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "topology.kubernetes.io/zone"}]}});
+        let prefers = serde_json::json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "topology.kubernetes.io/zone"}}]}});
+        cache.add_pod("default/r", &pod("r", serde_json::json!({"app": "r"}), requires), "a", false);
+        cache.add_pod("default/q", &pod("q", serde_json::json!({"app": "q"}), prefers), "b", false);
+        let web = pod("web", serde_json::json!({"app": "web"}), serde_json::json!(null));
+        let score = |args: &crate::profile::Args, cache: &mut Cache| {
+            let st = prepare(&web, cache, &no_labels, args);
+            let nodes = cache.sorted_nodes();
+            st.score(&nodes)
+        };
+        // hardPodAffinityWeight 1 (the default): the preferred term's 10 wins.
+        assert_eq!(score(&Default::default(), &mut cache), vec![10, 100, 0]);
+        let heavy = crate::profile::Args { hard_pod_affinity_weight: 20, ..Default::default() };
+        assert_eq!(score(&heavy, &mut cache), vec![100, 50, 0]);
+        let none = crate::profile::Args { hard_pod_affinity_weight: 0, ..Default::default() };
+        assert_eq!(score(&none, &mut cache), vec![0, 100, 0]);
+        let ignore = crate::profile::Args { ignore_preferred_terms_of_existing_pods: true, ..Default::default() };
+        assert_eq!(score(&ignore, &mut cache), vec![100, 0, 0]);
     }
 }

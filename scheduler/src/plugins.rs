@@ -112,9 +112,19 @@ pub fn filter(
             ));
         }
     }
-    // NodeAffinity: nodeSelector and required terms.
-    if profile.on.node_affinity && !affinity_matches(spec, node) {
-        return Err(fail("node(s) didn't match Pod's node affinity/selector", false));
+    // NodeAffinity: the profile's `addedAffinity`, then nodeSelector and required terms.
+    if profile.on.node_affinity {
+        let added = profile
+            .args
+            .added_affinity
+            .as_ref()
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+        if added.is_some_and(|r| !r.node_selector_terms.iter().any(|t| term_matches(t, node))) {
+            return Err(fail("node(s) didn't match scheduler-enforced node affinity", false));
+        }
+        if !affinity_matches(spec, node) {
+            return Err(fail("node(s) didn't match Pod's node affinity/selector", false));
+        }
     }
     // NodePorts.
     let ports = if profile.on.node_ports { ports } else { &[] };
@@ -143,7 +153,7 @@ pub fn filter(
     if req.ephemeral > 0 && node.requested.ephemeral + req.ephemeral > node.allocatable.ephemeral {
         return Err(fit_fail("Insufficient ephemeral-storage"));
     }
-    for (name, want) in &req.scalar {
+    for (name, want) in req.scalar.iter().filter(|(n, _)| !profile.args.fit_ignores(n)) {
         let have = node.allocatable.scalar.get(name).copied().unwrap_or(0);
         let used = node.requested.scalar.get(name).copied().unwrap_or(0);
         if *want > 0 && used + want > have {
@@ -162,6 +172,43 @@ fn amount(r: &Resources, name: &str) -> i64 {
         "pods" => r.pods,
         other => r.scalar.get(other).copied().unwrap_or(0),
     }
+}
+
+/// What a scoring plugin weighs of resource `name` on `node` with the pod placed: (requested,
+/// allocatable). None for resources the node does not offer and extended resources the pod does not
+/// ask for, which upstream's resourceAllocationScorer skips. cpu and memory count the non-zero
+/// requests.
+fn allocation(name: &str, non_zero: &Resources, req: &Resources, node: &NodeInfo) -> Option<(i64, i64)> {
+    let cap = amount(&node.allocatable, name);
+    let scalar = !matches!(name, "cpu" | "memory" | "ephemeral-storage" | "pods");
+    if cap == 0 || (scalar && amount(req, name) == 0) {
+        return None;
+    }
+    let used = if matches!(name, "cpu" | "memory") {
+        amount(&node.non_zero_requested, name) + amount(non_zero, name)
+    } else {
+        amount(&node.requested, name) + amount(req, name)
+    };
+    Some((used, cap))
+}
+
+/// NodeResourcesBalancedAllocation's score of one node: 100 × (1 − the standard deviation of the
+/// configured resources' requested fractions, each capped at 1).
+pub fn balanced_score(resources: &[String], non_zero: &Resources, req: &Resources, node: &NodeInfo) -> i64 {
+    let fractions: Vec<f64> = resources
+        .iter()
+        .filter_map(|r| allocation(r, non_zero, req, node))
+        .map(|(used, cap)| (used as f64 / cap as f64).min(1.0))
+        .collect();
+    let std = match fractions.len() {
+        0 | 1 => 0.0,
+        2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
+        n => {
+            let mean = fractions.iter().sum::<f64>() / n as f64;
+            (fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / n as f64).sqrt()
+        }
+    };
+    ((1.0 - std) * 100.0) as i64
 }
 
 /// upstream's BuildBrokenLinearFunction over the shape's points.
@@ -185,16 +232,7 @@ fn broken_linear(shape: &[(i64, i64)], p: i64) -> i64 {
 pub fn fit_score(fit: &FitScoring, non_zero: &Resources, req: &Resources, node: &NodeInfo) -> i64 {
     let (mut total, mut weights) = (0i64, 0i64);
     for (name, weight) in &fit.resources {
-        let cap = amount(&node.allocatable, name);
-        let scalar = !matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage" | "pods");
-        if cap == 0 || (scalar && amount(req, name) == 0) {
-            continue;
-        }
-        let used = if matches!(name.as_str(), "cpu" | "memory") {
-            amount(&node.non_zero_requested, name) + amount(non_zero, name)
-        } else {
-            amount(&node.requested, name) + amount(req, name)
-        };
+        let Some((used, cap)) = allocation(name, non_zero, req, node) else { continue };
         let s = match fit.strategy {
             Strategy::LeastAllocated if used > cap => 0,
             Strategy::LeastAllocated => (cap - used) * 100 / cap,
@@ -286,14 +324,8 @@ pub fn score(
         }
     }
     let w = profile.weight(BALANCED_ALLOCATION);
-    // NodeResourcesBalancedAllocation: 100 minus the spread of the cpu and memory fractions.
     for (i, node) in nodes.iter().enumerate().filter(|_| w > 0) {
-        let f = |used: i64, cap: i64| if cap <= 0 { 1.0 } else { ((used as f64) / cap as f64).min(1.0) };
-        let c = f(node.non_zero_requested.cpu + non_zero.cpu, node.allocatable.cpu);
-        let m = f(node.non_zero_requested.memory + non_zero.memory, node.allocatable.memory);
-        let mean = (c + m) / 2.0;
-        let std = (((c - mean).powi(2) + (m - mean).powi(2)) / 2.0).sqrt();
-        total[i] += w * ((1.0 - std) * 100.0) as i64;
+        total[i] += w * balanced_score(&profile.args.balanced_resources, non_zero, req, node);
     }
     // TaintToleration: fewer intolerable PreferNoSchedule taints is better (normalized, reversed).
     let w = profile.weight(TAINT_TOLERATION);
@@ -312,14 +344,16 @@ pub fn score(
         let s = if max == 0 { 100 } else { 100 - counts[i] * 100 / max };
         total[i] += w * s;
     }
-    // NodeAffinity: the weights of the preferred terms a node matches (normalized).
+    // NodeAffinity: the weights of the preferred terms a node matches, the pod's and the profile's
+    // `addedAffinity` ones (normalized).
     let w = profile.weight(NODE_AFFINITY);
-    let preferred = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.preferred_during_scheduling_ignored_during_execution.clone())
-        .unwrap_or_default();
+    let own = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
+    let preferred: Vec<&k8s_openapi::api::core::v1::PreferredSchedulingTerm> =
+        [own, profile.args.added_affinity.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n.preferred_during_scheduling_ignored_during_execution.iter().flatten())
+            .collect();
     let sums: Vec<i64> = nodes
         .iter()
         .map(|node| preferred.iter().filter(|p| term_matches(&p.preference, node)).map(|p| p.weight as i64).sum())
@@ -385,6 +419,50 @@ mod tests {
             "node(s) had untolerated taint {dedicated: gpu}"
         );
         assert!(filter(&pod, &req, &[], &node("big", "4", vec![]), &Profile::default()).is_ok());
+    }
+
+    #[test]
+    fn profile_args_shape_the_filters_and_scores() {
+        let mut profile = Profile::default();
+        profile.args.added_affinity = Some(
+            serde_json::from_value(serde_json::json!({
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["big"]}]}]},
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 5, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b2"]}]}}]
+            }))
+            .unwrap(),
+        );
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c",
+            "resources": {"requests": {"cpu": "1", "example.com/gpu": "1"}}}]}}))
+        .unwrap();
+        let req = crate::cache::pod_requests(&pod, false);
+        let big = node("big", "4", vec![]);
+        assert_eq!(
+            filter(&pod, &req, &[], &big, &profile).unwrap_err().reason,
+            "node(s) didn't match scheduler-enforced node affinity"
+        );
+        // No node offers the GPU: refused, unless NodeResourcesFit ignores its group.
+        let b2 = node("b2", "4", vec![]);
+        assert_eq!(filter(&pod, &req, &[], &b2, &profile).unwrap_err().reason, "Insufficient example.com/gpu");
+        profile.args.ignored_resource_groups = vec!["example.com".into()];
+        assert!(filter(&pod, &req, &[], &b2, &profile).is_ok());
+        // The added preferred term scores like the pod's own.
+        let (b1, b2) = (node("b1", "4", vec![]), node("b2", "4", vec![]));
+        let non_zero = crate::cache::pod_requests(&pod, true);
+        let only_affinity = |p: &Profile| {
+            let off =
+                serde_json::json!({"score": {"disabled": [{"name": "*"}], "enabled": [{"name": "NodeAffinity"}]}});
+            let mut only = Profile::build("x", Some(&off), &[], "p").unwrap();
+            only.args = p.args.clone();
+            score(&pod, &req, &non_zero, &[&b1, &b2], &only, |_| 0, 2)
+        };
+        assert_eq!(only_affinity(&profile), vec![0, 100]);
+        // BalancedAllocation over the configured resources: cpu 1/4 against memory's default
+        // 200Mi/4Gi, then cpu alone (one fraction: no spread).
+        let both = balanced_score(&["cpu".into(), "memory".into()], &non_zero, &req, &b1);
+        assert_eq!(both, ((1.0 - (0.25 - 200.0 / 4096.0) / 2.0) * 100.0) as i64);
+        assert_eq!(balanced_score(&["cpu".into()], &non_zero, &req, &b1), 100);
     }
 
     #[test]

@@ -60,12 +60,6 @@ impl Budget {
 /// inter-pod affinity), asked for one node of the cache as it stands (victims taken out).
 pub type Recheck<'a> = dyn FnMut(&mut Cache, &str) -> bool + 'a;
 
-/// upstream's minCandidateNodesPercentage and minCandidateNodesAbsolute: the dry run stops once this
-/// many nodes with victims are found.
-fn enough_candidates(nodes: usize) -> usize {
-    (nodes * 10 / 100).max(100).min(nodes.max(1))
-}
-
 /// The dry run over the nodes whose failure preemption may resolve. `failed` pairs each filtered-out
 /// node with its failure. Victims are taken out of the cache for the dry run and put back before it
 /// returns, so every filter sees the node (and, for spread and anti-affinity, its domains) without
@@ -93,7 +87,9 @@ pub fn find(
             by_node.entry(e.node.clone()).or_default().push((key.clone(), e.clone()));
         }
     }
-    let enough = enough_candidates(cache.node_count());
+    // minCandidateNodesPercentage and minCandidateNodesAbsolute: the dry run stops once this many
+    // nodes with victims are found.
+    let enough = profile.args.enough_candidates(cache.node_count());
     let mut fits = |cache: &mut Cache, node: &str| {
         cache.node_info(node).is_some_and(|info| plugins::filter(pod, req, ports, info, profile).is_ok())
             && recheck(cache, node)
@@ -269,7 +265,7 @@ mod tests {
         };
         let failed = vec![anti("a"), anti("b")];
         let mut recheck = |cache: &mut Cache, node: &str| {
-            let st = crate::interpod::prepare(&p, cache, &labels);
+            let st = crate::interpod::prepare(&p, cache, &labels, &Default::default());
             st.filter(cache.node_info(node).unwrap()).is_ok()
         };
         let c = find(&p, &req, &[], &mut cache, &failed, &[], &Default::default(), &mut recheck).unwrap();

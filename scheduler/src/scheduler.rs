@@ -17,7 +17,6 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,7 +105,9 @@ pub struct Scheduler {
     queue: SchedulingQueue,
     next_start: AtomicUsize,
     first_seen: Mutex<BTreeMap<String, Instant>>,
-    recorder: Recorder,
+    /// Events are written in the background, in order, one at a time, as client-go's broadcaster
+    /// writes them (dropped past 1000 queued): a binding never waits for its event.
+    recorder: component_base::events::EventRecorder,
     /// Bindings in flight, bounded like client-go's connection use rather than one per pending pod.
     binds: Arc<tokio::sync::Semaphore>,
 }
@@ -151,10 +152,7 @@ impl Scheduler {
         let classes =
             Informer::start(Api::<StorageClass>::all(client.clone()), kube::runtime::watcher::Config::default());
         let queue = SchedulingQueue::new(opts.initial_backoff, opts.max_backoff);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter { controller: "default-scheduler".into(), instance: Some(identity) },
-        );
+        let recorder = component_base::events::EventRecorder::new(client.clone(), "default-scheduler", Some(identity));
         let s = Arc::new(Scheduler {
             client,
             opts,
@@ -323,6 +321,7 @@ impl Scheduler {
         let started = Instant::now();
         let profile = self.profile(&pod);
         let profile_name = profile.scheduler_name.clone();
+        let bind_timeout = Duration::from_secs(profile.args.bind_timeout_seconds);
         let req = pod_requests(&pod, false);
         let non_zero = pod_requests(&pod, true);
         let ports = pod_host_ports(&pod);
@@ -446,15 +445,14 @@ impl Scheduler {
         };
         tokio::spawn(async move {
             if !actions.is_empty() {
-                let result = s.bind_volumes(&node, &actions).await;
+                let result = s.bind_volumes(&node, &actions, bind_timeout).await;
                 s.reserved.lock().unwrap().retain(|_, p| *p != key);
                 if let Err(e) = result {
                     tracing::info!(pod = %key, node = %node, error = %e, "volume binding failed; forgetting the assumption");
                     s.cache.lock().unwrap().remove_pod(&key);
                     metrics().attempts.with_label_values(&[&profile_name, "error"]).inc();
                     s.queue.requeue(&key, false);
-                    s.event(&pod, true, "FailedScheduling", format!("running PreBind plugin \"VolumeBinding\": {e}"))
-                        .await;
+                    s.event(&pod, true, "FailedScheduling", format!("running PreBind plugin \"VolumeBinding\": {e}"));
                     return;
                 }
             }
@@ -489,23 +487,28 @@ impl Scheduler {
                         metrics().sli.with_label_values(&[&attempts]).observe(t.elapsed().as_secs_f64());
                     }
                     drop(_permit);
-                    s.event(&pod, false, "Scheduled", format!("Successfully assigned {ns}/{name} to {node}")).await;
+                    s.event(&pod, false, "Scheduled", format!("Successfully assigned {ns}/{name} to {node}"));
                 }
                 Err(e) => {
                     tracing::info!(pod = %key, node = %node, error = %e, "binding failed; forgetting the assumption");
                     s.cache.lock().unwrap().remove_pod(&key);
                     metrics().attempts.with_label_values(&[&profile_name, "error"]).inc();
                     s.queue.requeue(&key, false);
-                    s.event(&pod, true, "FailedScheduling", format!("Binding rejected: {e}")).await;
+                    s.event(&pod, true, "FailedScheduling", format!("Binding rejected: {e}"));
                 }
             }
         });
     }
 
     /// VolumeBinding's PreBind: reserve each chosen volume for its claim (`claimRef`), or ask for
-    /// provisioning on the node, then wait (upstream's `bindTimeoutSeconds`, 600) until the
+    /// provisioning on the node, then wait (`bindTimeoutSeconds`, 600 by default) until the
     /// PersistentVolume controller has bound every claim.
-    async fn bind_volumes(&self, node: &str, actions: &[crate::volumes::Action]) -> Result<(), String> {
+    async fn bind_volumes(
+        &self,
+        node: &str,
+        actions: &[crate::volumes::Action],
+        timeout: Duration,
+    ) -> Result<(), String> {
         use crate::volumes::Action;
         let mut keys = Vec::new();
         for a in actions {
@@ -536,7 +539,7 @@ impl Scheduler {
                 }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let deadline = Instant::now() + timeout;
         loop {
             let bound = keys.iter().all(|k| {
                 self.claims.get(k).is_some_and(|c| {
@@ -666,7 +669,7 @@ impl Scheduler {
             }
             match vapi.delete(vname, &Default::default()).await {
                 Ok(_) => {
-                    self.event(&victim, false, "Preempted", format!("Preempted by pod {uid} on node {}", c.node)).await;
+                    self.event(&victim, false, "Preempted", format!("Preempted by pod {uid} on node {}", c.node));
                 }
                 Err(e) => tracing::warn!(victim = %v, error = %e, "could not delete the victim"),
             }
@@ -674,7 +677,7 @@ impl Scheduler {
         Preemption::Nominated
     }
 
-    async fn event(&self, pod: &Pod, warning: bool, reason: &str, note: String) {
+    fn event(&self, pod: &Pod, warning: bool, reason: &str, note: String) {
         let r = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),
@@ -683,20 +686,11 @@ impl Scheduler {
             uid: pod.metadata.uid.clone(),
             ..Default::default()
         };
-        let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(note),
-            action: "Scheduling".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &r).await {
-            tracing::debug!(error = %e, "could not record event");
-        }
+        self.recorder.emit_ref(r, warning, reason, "Scheduling", note);
     }
 
     async fn report_unschedulable(&self, pod: &Pod, msg: &str) {
-        self.event(pod, true, "FailedScheduling", msg.to_string()).await;
+        self.event(pod, true, "FailedScheduling", msg.to_string());
         let current = pod
             .status
             .as_ref()

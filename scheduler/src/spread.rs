@@ -82,8 +82,9 @@ fn with_label_keys(
     sel
 }
 
-/// Counts the matching pods per domain for the pod's constraints (explicit, else the defaults).
-pub fn prepare(pod: &Pod, cache: &mut Cache) -> State {
+/// Counts the matching pods per domain for the pod's constraints (explicit, else the defaults:
+/// `defaults` from the profile's `defaultingType: List`, or the system ones).
+pub fn prepare(pod: &Pod, cache: &mut Cache, defaults: Option<&[TopologySpreadConstraint]>) -> State {
     static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
     let spec = pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default));
     let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -98,17 +99,36 @@ pub fn prepare(pod: &Pod, cache: &mut Cache) -> State {
         .map(|r| r.uid.clone());
     let mut wanted: Vec<Wanted> = Vec::new();
     if explicit.is_empty() {
+        // Without an owner the defaults' selector would be empty, and upstream skips them then.
         if let Some(uid) = owner {
-            for (key, max_skew) in [(HOSTNAME, 3), (ZONE, 5)] {
-                wanted.push(Wanted {
-                    key: key.into(),
-                    max_skew,
-                    hard: false,
-                    sel: Selects::Owner(uid.clone()),
-                    min_domains: 1,
-                    honor_affinity: true,
-                    honor_taints: false,
-                });
+            match defaults {
+                None => {
+                    for (key, max_skew) in [(HOSTNAME, 3), (ZONE, 5)] {
+                        wanted.push(Wanted {
+                            key: key.into(),
+                            max_skew,
+                            hard: false,
+                            sel: Selects::Owner(uid.clone()),
+                            min_domains: 1,
+                            honor_affinity: true,
+                            honor_taints: false,
+                        });
+                    }
+                }
+                Some(list) => {
+                    for c in list {
+                        let hard = c.when_unsatisfiable == "DoNotSchedule";
+                        wanted.push(Wanted {
+                            key: c.topology_key.clone(),
+                            max_skew: c.max_skew as i64,
+                            hard,
+                            sel: Selects::Owner(uid.clone()),
+                            min_domains: if hard { c.min_domains.unwrap_or(1).max(1) as usize } else { 1 },
+                            honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                            honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+                        });
+                    }
+                }
             }
         }
     }
@@ -270,7 +290,7 @@ mod tests {
         let mut incoming: Pod = pod("p4", "web");
         incoming.spec = Some(serde_json::from_value(serde_json::json!({"containers": [], "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
-        let state = prepare(&incoming, &mut cache);
+        let state = prepare(&incoming, &mut cache, None);
         let names = ["a1", "b1", "c1"];
         let ok: Vec<bool> = names.iter().map(|n| state.filter(cache.node_info(n).unwrap()).is_ok()).collect();
         // Zone a has 2, b 1, c 0: only c keeps the skew within 1.
@@ -287,7 +307,7 @@ mod tests {
         let mut incoming = pod("p2", "web");
         incoming.spec = Some(serde_json::from_value(serde_json::json!({"containers": [], "topologySpreadConstraints": [
             {"maxSkew": 1, "topologyKey": HOSTNAME, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "web"}}}]})).unwrap());
-        let state = prepare(&incoming, &mut cache);
+        let state = prepare(&incoming, &mut cache, None);
         let nodes = [cache.node_info("a1").unwrap(), cache.node_info("b1").unwrap()];
         let s = state.score(&nodes);
         assert!(s[1] > s[0], "{s:?}");
@@ -324,32 +344,65 @@ mod tests {
             ["a1", "b1", "c1"].iter().map(|n| state.filter(cache.node_info(n).unwrap()).is_ok()).collect()
         }
         // Zone b has 1, a and c (taints ignored by default) 0: b would make skew 2.
-        let state = prepare(&incoming(base.clone()), &mut cache);
+        let state = prepare(&incoming(base.clone()), &mut cache, None);
         assert_eq!(ok(&state, &cache), [true, false, true]);
         // matchLabelKeys: only pods of the same revision count, so b is fine too.
         let mut keyed = base.clone();
         keyed["matchLabelKeys"] = serde_json::json!(["rev"]);
-        let state = prepare(&incoming(keyed), &mut cache);
+        let state = prepare(&incoming(keyed), &mut cache, None);
         assert_eq!(ok(&state, &cache), [true, true, true]);
         // minDomains 4 of 3 domains: the global minimum is 0, so b (1 + 1 > 1) stays closed.
         let mut min = base.clone();
         min["minDomains"] = serde_json::json!(4);
         min["maxSkew"] = serde_json::json!(2);
-        let state = prepare(&incoming(min.clone()), &mut cache);
+        let state = prepare(&incoming(min.clone()), &mut cache, None);
         assert_eq!(ok(&state, &cache), [true, true, true], "maxSkew 2 admits 1 + 1 - 0");
         min["maxSkew"] = serde_json::json!(1);
-        let state = prepare(&incoming(min), &mut cache);
+        let state = prepare(&incoming(min), &mut cache, None);
         assert!(!ok(&state, &cache)[1]);
         // nodeTaintsPolicy Honor: the tainted node's zone does not count, so zones a and b decide.
         let mut honor = base.clone();
         honor["nodeTaintsPolicy"] = serde_json::json!("Honor");
         cache.add_pod("default/p2", &pod("p2", "web"), "a1", false);
-        let state = prepare(&incoming(honor), &mut cache);
+        let state = prepare(&incoming(honor), &mut cache, None);
         // a 1, b 1 (c not counted): every counted zone is at 1, so a and b are open; c's domain is
         // unknown to the counts and treated as 0 matching pods.
         assert_eq!(ok(&state, &cache), [true, true, true]);
-        let state = prepare(&incoming(base), &mut cache);
+        let state = prepare(&incoming(base), &mut cache, None);
         // With c counted (0 pods), a and b would make skew 2.
         assert_eq!(ok(&state, &cache), [false, false, true]);
+    }
+
+    #[test]
+    fn list_defaults_apply_to_owned_pods_without_constraints() {
+        let mut cache = Cache::default();
+        for (n, z) in [("a1", "a"), ("b1", "b")] {
+            cache.set_node(&node(n, z));
+        }
+        let owned = |name: &str| {
+            let mut p = pod(name, "web");
+            p.metadata.owner_references = Some(vec![serde_json::from_value(serde_json::json!(
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1", "controller": true}))
+            .unwrap()]);
+            p
+        };
+        cache.add_pod("default/p1", &owned("p1"), "a1", false);
+        let defaults: Vec<TopologySpreadConstraint> = serde_json::from_value(serde_json::json!([
+            {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule"}]))
+        .unwrap();
+        let filter =
+            |state: &State, cache: &Cache| ["a1", "b1"].map(|n| state.filter(cache.node_info(n).unwrap()).is_ok());
+        // `List` defaults with DoNotSchedule filter: zone a already has the sibling.
+        let state = prepare(&owned("p2"), &mut cache, Some(&defaults));
+        assert_eq!(filter(&state, &cache), [false, true]);
+        // The system defaults only score; an empty list has no constraint at all.
+        let state = prepare(&owned("p2"), &mut cache, None);
+        assert_eq!(filter(&state, &cache), [true, true]);
+        assert!(state.has_soft());
+        let state = prepare(&owned("p2"), &mut cache, Some(&[]));
+        assert!(!state.has_soft());
+        // A pod without a controlling owner has no default selector, so no default constraint.
+        let state = prepare(&pod("p3", "web"), &mut cache, Some(&defaults));
+        assert_eq!(filter(&state, &cache), [true, true]);
     }
 }

@@ -38,7 +38,7 @@ fn pods_land_where_they_fit_and_wait_where_they_do_not() {
     let port = apiserver_storage::testing::free_port();
     let config = c.file(
         "sched.yaml",
-        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: default-scheduler\n- schedulerName: packer\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: MostAllocated}}\n",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: default-scheduler\n- schedulerName: packer\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: MostAllocated}}\n  - name: NodeAffinity\n    args: {addedAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a, b]}]}]}}}\n",
     );
     c.start_component(
         "kube-scheduler",
@@ -104,7 +104,17 @@ fn pods_land_where_they_fit_and_wait_where_they_do_not() {
     let packed = eventually(Duration::from_secs(30), "the packer's pod", || {
         Some(node_of(&c, "packed")).filter(|n| !n.is_empty())
     });
-    assert_ne!(packed, "gpu", "the packer's pod does not tolerate the gpu taint either");
+    assert!(packed == "small" || packed == "large", "the packer's addedAffinity keeps zones a and b: {packed}");
+    // The profile's addedAffinity binds every pod of the profile, with upstream's reason.
+    pod(&c, "packed-in-d", "100m", "  schedulerName: packer\n  nodeSelector: {zone: d}\n");
+    let cond = eventually(Duration::from_secs(30), "PodScheduled=False", || {
+        let c = condition(&c, "packed-in-d");
+        (c["status"] == "False").then_some(c)
+    });
+    assert_eq!(
+        cond["message"],
+        "0/4 nodes are available: 1 node(s) didn't match scheduler-enforced node affinity, 1 node(s) had untolerated taint {dedicated: gpu}, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(node_of(&c, "elsewhere"), "");
     // Many pods at once never overcommit a node.

@@ -120,6 +120,12 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join(format!("kcm-{n}.log"))).unwrap_or_default()
     }
 
+    /// The process IDs of the API server and of component `n`, for benchmarks that read their CPU time.
+    #[allow(dead_code)]
+    pub fn pids(&self, n: usize) -> (u32, u32) {
+        (self.apiserver.id(), self.managers[n].id())
+    }
+
     pub fn kill_manager(&mut self, n: usize, signal: i32) {
         let pid = self.managers[n].id() as i32;
         unsafe { libc::kill(pid, signal) };
