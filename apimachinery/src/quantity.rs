@@ -30,14 +30,26 @@ pub fn parse(q: &str) -> Option<f64> {
     Some(n * mult)
 }
 
+/// `x` rounded up to an integer, where `x` came from decimal arithmetic in floating point: a value
+/// within rounding error of an integer is that integer (`9m` is 9 millicores, though 9 × 0.001 ×
+/// 1000 is 9.000000000000002).
+pub fn ceil(x: f64) -> i64 {
+    let r = x.round();
+    if (x - r).abs() <= 1e-9 * x.abs().max(1.0) {
+        r as i64
+    } else {
+        x.ceil() as i64
+    }
+}
+
 /// Millicores of a CPU quantity, rounded up as upstream's `MilliValue`.
 pub fn milli(q: &str) -> Option<i64> {
-    parse(q).map(|v| (v * 1000.0).ceil() as i64)
+    parse(q).map(|v| ceil(v * 1000.0))
 }
 
 /// The integer value of a quantity, rounded up (bytes, counts).
 pub fn value(q: &str) -> Option<i64> {
-    parse(q).map(|v| v.ceil() as i64)
+    parse(q).map(ceil)
 }
 
 #[cfg(test)]
@@ -47,6 +59,11 @@ mod tests {
     #[test]
     fn quantities() {
         assert_eq!(milli("250m"), Some(250));
+        // Every whole millicore count survives the trip through floating point.
+        for n in 1..5000 {
+            assert_eq!(milli(&format!("{n}m")), Some(n), "{n}m");
+        }
+        assert_eq!(milli("0.1m"), Some(1), "a fraction rounds up");
         assert_eq!(milli("2"), Some(2000));
         assert_eq!(value("1Gi"), Some(1 << 30));
         assert_eq!(value("128974848"), Some(128974848));

@@ -75,7 +75,7 @@ pub fn resource_value(pod: &Pod, container: &str, r: &ResourceFieldSelector) -> 
         },
         None => 0.0,
     };
-    Ok(((value / div).ceil() as i64).to_string())
+    Ok(apimachinery::quantity::ceil(value / div).to_string())
 }
 
 /// `$(VAR)` expansion as upstream's `expansion.Expand`: defined names are replaced, `$$` escapes,

@@ -293,10 +293,10 @@ pub fn resources(k: &Kubelet, pod: &Pod, ctr: &Container) -> c::LinuxContainerRe
     let req_cpu = res(ctr, "requests", "cpu").or(res(ctr, "limits", "cpu")).unwrap_or(0.0);
     let lim_cpu = res(ctr, "limits", "cpu");
     let mem_req = res(ctr, "requests", "memory").or(res(ctr, "limits", "memory")).unwrap_or(0.0);
-    let milli = (req_cpu * 1000.0).ceil() as i64;
+    let milli = apimachinery::quantity::ceil(req_cpu * 1000.0);
     let shares = (milli * 1024 / 1000).max(2);
     let (period, quota) = match lim_cpu {
-        Some(l) if l > 0.0 => (100_000, (((l * 1000.0).ceil() as i64) * 100_000 / 1000).max(1000)),
+        Some(l) if l > 0.0 => (100_000, (apimachinery::quantity::ceil(l * 1000.0) * 100_000 / 1000).max(1000)),
         _ => (0, 0),
     };
     let oom = match qos(pod) {
