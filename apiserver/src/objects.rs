@@ -111,6 +111,9 @@ pub fn validate_meta(res: &Resource, obj: &Value) -> Result<(), ApiError> {
         let check = match res.plural {
             "namespaces" | "services" => validation::dns1123_label(n),
             _ if res.group == "rbac.authorization.k8s.io" => validation::path_segment_name(n),
+            // upstream: "We don't care what you call your certificate requests" (kubelets name theirs
+            // `node-csr-<base64url digest>`, upper case and `_` included).
+            "certificatesigningrequests" => validation::path_segment_name(n),
             _ => validation::dns1123_subdomain(n),
         };
         if let Err(msgs) = check {
