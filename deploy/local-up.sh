@@ -11,7 +11,17 @@
 # Knobs: FERROKUBE_APISERVER_PORT (6443), FERROKUBE_NODE_NAME (hostname), FERROKUBE_PROFILE (release|debug),
 # FERROKUBE_CLUSTER_CIDR (10.244.0.0/16), FERROKUBE_CONTROLLER_MANAGER_PORT and FERROKUBE_SCHEDULER_PORT (0: not served),
 # FERROKUBE_BIN_DIR (use binaries built elsewhere instead of building), FERROKUBE_NODE_IP (detected),
-# FERROKUBE_KUBELET_HEALTHZ_PORT (10248; 0: not served).
+# FERROKUBE_KUBELET_HEALTHZ_PORT (10248; 0: not served), FERROKUBE_CLUSTER_SIGNING_DURATION (8760h: how
+# long the certificates the controller manager signs, the kubelet's among them, last),
+# FERROKUBE_POD_PIDS_LIMIT (-1: the kubelet's podPidsLimit), FERROKUBE_CONTAINER_LOG_MAX_SIZE (10Mi) and
+# FERROKUBE_CONTAINER_LOG_MAX_FILES (5): when container logs are rotated, FERROKUBE_EVICTION_HARD (the
+# kubelet's evictionHard; by default, as kind does for a development cluster on a shared disk, only
+# memory.available<100Mi: the disk signals are off, so a full laptop disk does not evict the cluster),
+# FERROKUBE_IMAGE_GC_HIGH_THRESHOLD (100, image garbage collection off, as kind has it: with no registry
+# an image collected while no pod uses it could not be pulled again).
+# The kubelet joins as kubeadm's join makes it: a bootstrap token (bootstrap-kubelet.conf), a
+# CertificateSigningRequest the controller manager approves and signs, its own key and certificate in
+# kubelet/pki/ (kubelet/kubelet.conf names them), renewed before they expire.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -138,7 +148,8 @@ if [ -x "$BIN/kube-apiserver" ]; then
         --service-account-key-file "$STATE/pki/sa.pub" \
         --service-account-signing-key-file "$STATE/pki/sa.key" \
         --service-account-issuer "https://kubernetes.default.svc.cluster.local" \
-        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true
+        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true \
+        --enable-bootstrap-token-auth=true
     started+=(kube-apiserver)
     say "waiting for the API server to be ready"
     for i in $(seq 1 120); do
@@ -159,16 +170,57 @@ if [ -x "$BIN/kube-apiserver" ]; then
     for f in client-certificate-data:crt client-key-data:key; do
         sed -n "s/^ *${f%%:*}: //p" "$STATE/super-admin.conf" | base64 -d >"$creds/super-admin.${f##*:}"
     done
-    code=$(curl -s -o "$creds/out" -w '%{http_code}' --cacert "$STATE/pki/ca.crt" \
-        --cert "$creds/super-admin.crt" --key "$creds/super-admin.key" \
-        -H 'Content-Type: application/json' -X POST \
-        "https://127.0.0.1:$PORT/apis/rbac.authorization.k8s.io/v1/clusterrolebindings" \
-        --data '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"kubeadm:cluster-admins"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"kubeadm:cluster-admins"}]}')
-    case "$code" in
-        201 | 409) ;;
-        *) say "could not bind kubeadm:cluster-admins (HTTP $code): $(cat "$creds/out")"; rm -rf "$creds"; exit 1 ;;
-    esac
+    # create <what> <api path> <json>: POST as the super admin; an existing object (a rerun) is fine.
+    create() {
+        local code
+        code=$(curl -s -o "$creds/out" -w '%{http_code}' --cacert "$STATE/pki/ca.crt" \
+            --cert "$creds/super-admin.crt" --key "$creds/super-admin.key" \
+            -H 'Content-Type: application/json' -X POST "https://127.0.0.1:$PORT$2" --data "$3")
+        case "$code" in
+            201 | 409) ;;
+            *) say "could not create $1 (HTTP $code): $(cat "$creds/out")"; rm -rf "$creds"; exit 1 ;;
+        esac
+    }
+    crb() { # crb <name> <cluster role> <group>
+        create "ClusterRoleBinding $1" /apis/rbac.authorization.k8s.io/v1/clusterrolebindings \
+            "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\",\"metadata\":{\"name\":\"$1\"},\"roleRef\":{\"apiGroup\":\"rbac.authorization.k8s.io\",\"kind\":\"ClusterRole\",\"name\":\"$2\"},\"subjects\":[{\"apiGroup\":\"rbac.authorization.k8s.io\",\"kind\":\"Group\",\"name\":\"$3\"}]}"
+    }
+    crb kubeadm:cluster-admins cluster-admin kubeadm:cluster-admins
+    # As kubeadm's bootstrap-token phase: bootstrap tokens may ask for node client certificates,
+    # which are approved automatically, and so are nodes' renewals of their own.
+    crb kubeadm:kubelet-bootstrap system:node-bootstrapper system:bootstrappers:kubeadm:default-node-token
+    crb kubeadm:node-autoapprove-bootstrap system:certificates.k8s.io:certificatesigningrequests:nodeclient \
+        system:bootstrappers:kubeadm:default-node-token
+    crb kubeadm:node-autoapprove-certificate-rotation \
+        system:certificates.k8s.io:certificatesigningrequests:selfnodeclient system:nodes
+    # A fresh token each run (kubeadm's 24h lifetime; the token cleaner deletes it after).
+    token_id=$(tr -dc 'a-z0-9' </dev/urandom | head -c 6 || true)
+    token_secret=$(tr -dc 'a-z0-9' </dev/urandom | head -c 16 || true)
+    expires=$(date -u -d '+24 hours' +%Y-%m-%dT%H:%M:%SZ)
+    create "the bootstrap token" /api/v1/namespaces/kube-system/secrets \
+        "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"bootstrap-token-$token_id\",\"namespace\":\"kube-system\"},\"type\":\"bootstrap.kubernetes.io/token\",\"stringData\":{\"token-id\":\"$token_id\",\"token-secret\":\"$token_secret\",\"expiration\":\"$expires\",\"usage-bootstrap-authentication\":\"true\",\"usage-bootstrap-signing\":\"true\",\"auth-extra-groups\":\"system:bootstrappers:kubeadm:default-node-token\"}}"
     rm -rf "$creds"
+    umask 077
+    cat >"$STATE/bootstrap-kubelet.conf" <<CONF
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: $(base64 -w0 "$STATE/pki/ca.crt")
+    server: https://127.0.0.1:$PORT
+  name: ferrokube
+contexts:
+- context:
+    cluster: ferrokube
+    user: tls-bootstrap-token-user
+  name: tls-bootstrap-token-user@ferrokube
+current-context: tls-bootstrap-token-user@ferrokube
+users:
+- name: tls-bootstrap-token-user
+  user:
+    token: $token_id.$token_secret
+CONF
+    umask 022
 fi
 if [ -x "$BIN/kube-controller-manager" ]; then
     # As kubeadm runs it: its own kubeconfig, each controller as its own service account, the cluster
@@ -181,6 +233,7 @@ if [ -x "$BIN/kube-controller-manager" ]; then
         --root-ca-file "$STATE/pki/ca.crt" \
         --service-account-private-key-file "$STATE/pki/sa.key" \
         --cluster-signing-cert-file "$STATE/pki/ca.crt" --cluster-signing-key-file "$STATE/pki/ca.key" \
+        --cluster-signing-duration "${FERROKUBE_CLUSTER_SIGNING_DURATION:-8760h}" \
         --allocate-node-cidrs=true --cluster-cidr "${FERROKUBE_CLUSTER_CIDR:-10.244.0.0/16}" \
         --bind-address 127.0.0.1 --secure-port "${FERROKUBE_CONTROLLER_MANAGER_PORT:-0}"
     started+=(kube-controller-manager)
@@ -228,9 +281,16 @@ clusterDomain: cluster.local
 podLogsDir: $LOGS/pods
 staticPodPath: $STATE/manifests
 healthzPort: ${FERROKUBE_KUBELET_HEALTHZ_PORT:-10248}
+rotateCertificates: true
+podPidsLimit: ${FERROKUBE_POD_PIDS_LIMIT:--1}
+containerLogMaxSize: ${FERROKUBE_CONTAINER_LOG_MAX_SIZE:-10Mi}
+containerLogMaxFiles: ${FERROKUBE_CONTAINER_LOG_MAX_FILES:-5}
+imageGCHighThresholdPercent: ${FERROKUBE_IMAGE_GC_HIGH_THRESHOLD:-100}
+evictionHard: ${FERROKUBE_EVICTION_HARD:-{memory.available: 100Mi, nodefs.available: 0%, nodefs.inodesFree: 0%, imagefs.available: 0%, imagefs.inodesFree: 0%\}}
 CONF
     start kubelet "$BIN/kubelet" \
-        --kubeconfig "$STATE/kubelet.conf" \
+        --bootstrap-kubeconfig "$STATE/bootstrap-kubelet.conf" \
+        --kubeconfig "$STATE/kubelet/kubelet.conf" --cert-dir "$STATE/kubelet/pki" \
         --config "$STATE/kubelet/config.yaml" \
         --container-runtime-endpoint "unix://$CTR_SOCK" \
         --root-dir "$STATE/kubelet" \

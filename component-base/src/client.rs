@@ -192,6 +192,102 @@ pub fn with_bearer_token(mut cfg: Config, token: BearerToken, qps: f64, burst: u
     })
 }
 
+/// A client certificate and key that can be replaced while clients use them (a kubelet's rotated
+/// certificate): new TLS connections present the current one.
+#[derive(Debug)]
+pub struct ClientCertificate(std::sync::RwLock<std::sync::Arc<rustls::sign::CertifiedKey>>);
+
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::sign::CertifiedKey, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut chain: Vec<CertificateDer<'static>> = Vec::new();
+    for c in CertificateDer::pem_slice_iter(cert_pem) {
+        let c = c.map_err(|e| format!("reading the client certificate: {e}"))?;
+        // A file holding both the certificate and the key may be named for both.
+        if !chain.contains(&c) {
+            chain.push(c);
+        }
+    }
+    if chain.is_empty() {
+        return Err("the client certificate holds no CERTIFICATE block".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("reading the client key: {e}"))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signer = provider.key_provider.load_private_key(key).map_err(|e| format!("loading the client key: {e}"))?;
+    Ok(rustls::sign::CertifiedKey::new(chain, signer))
+}
+
+impl ClientCertificate {
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<std::sync::Arc<ClientCertificate>, String> {
+        let k = certified_key(cert_pem, key_pem)?;
+        Ok(std::sync::Arc::new(ClientCertificate(std::sync::RwLock::new(std::sync::Arc::new(k)))))
+    }
+
+    /// Replaces the certificate; connections opened from now on present the new one.
+    pub fn set_pem(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+        let k = certified_key(cert_pem, key_pem)?;
+        *self.0.write().expect("certificate lock") = std::sync::Arc::new(k);
+        Ok(())
+    }
+
+    /// The current certificate (DER).
+    pub fn current(&self) -> Vec<u8> {
+        self.0.read().expect("certificate lock").cert[0].to_vec()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for ClientCertificate {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().expect("certificate lock").clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A metered, rate-limited client for `cfg`'s server and CA that authenticates with `cert`, whichever
+/// certificate it holds when a connection opens, instead of `cfg`'s own credentials.
+pub fn with_client_certificate(
+    mut cfg: Config,
+    cert: std::sync::Arc<ClientCertificate>,
+    qps: f64,
+    burst: u32,
+) -> Result<Client, ClientError> {
+    use kube::client::ConfigExt;
+    // kube's TLS setup asks for the process's default provider (its own builder installs it).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    cfg.auth_info = kube::config::AuthInfo::default();
+    let mut tls = cfg.rustls_client_config()?;
+    tls.client_auth_cert_resolver = cert;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(cfg.connect_timeout);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+    let builder = match cfg.tls_server_name.as_ref() {
+        Some(name) => {
+            let name = rustls_pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| ClientError::Master(format!("tls-server-name {name}")))?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let https = builder.enable_http1().wrap_connector(http);
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, kube::client::Body>(https);
+    let service =
+        tower::ServiceBuilder::new().layer(cfg.base_uri_layer()).layer(cfg.extra_headers_layer()?).service(hyper);
+    let builder = ClientBuilder::new(service, cfg.default_namespace.clone()).with_layer(&MeteredLayer);
+    Ok(match rate_limit(qps, burst) {
+        Some(limit) => builder.with_layer(&limit).build(),
+        None => builder.build(),
+    })
+}
+
 /// `--kubeconfig`/`--master` with the component's user agent (`kube-controller-manager/v1.35.0 ...`).
 pub async fn config_from_flags(
     kubeconfig: Option<&str>,

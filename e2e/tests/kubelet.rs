@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{cstatus, text, LocalCluster};
+use common::{cstatus, repo, text, LocalCluster};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 type Scenario = fn(&LocalCluster, &str);
@@ -349,6 +350,216 @@ fn node(c: &LocalCluster, _ns: &str) {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ok");
 }
 
+/// The first PEM block of `kind` in `text`, as its base64 body.
+fn pem_body(text: &str, kind: &str) -> String {
+    let begin = format!("-----BEGIN {kind}-----");
+    let start = text.find(&begin).unwrap_or_else(|| panic!("no {kind} in {text}")) + begin.len();
+    let end = text[start..].find("-----END").unwrap() + start;
+    text[start..end].split_whitespace().collect()
+}
+
+/// A cgroup file of the pod's own cgroup (cgroup v1 `controller` hierarchy, or v2), trimmed.
+fn pod_cgroup_file(uid: &str, controller: &str, v1: &str, v2: &str) -> String {
+    let rel = format!("ferrokube/kubepods/pod{uid}");
+    let v2_dir = std::path::Path::new("/sys/fs/cgroup").join(&rel);
+    let path = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        v2_dir.join(v2)
+    } else {
+        std::path::Path::new("/sys/fs/cgroup").join(controller).join(&rel).join(v1)
+    };
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_string()
+}
+
+/// The pod's cgroup carries the sum of its containers' limits and `podPidsLimit`, which stops a
+/// fork loop.
+fn limits(c: &LocalCluster, ns: &str) {
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: forker, namespace: {ns}}}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, 'i=0; while [ $i -lt 150 ]; do sleep 300 & i=$((i+1)); done; echo spawned; sleep 300']
+    resources: {{limits: {{cpu: 200m, memory: 64Mi}}}}
+  - name: d
+    image: busybox:1.36
+    command: [sleep, "300"]
+    resources: {{limits: {{cpu: 100m, memory: 32Mi}}}}
+"#
+    ));
+    let p = c.wait_pod(ns, "forker", "Running", 60, |p| p["status"]["phase"] == "Running");
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(pod_cgroup_file(&uid, "pids", "pids.max", "pids.max"), "100");
+    assert_eq!(pod_cgroup_file(&uid, "memory", "memory.limit_in_bytes", "memory.max"), (96u64 << 20).to_string());
+    let cpu = pod_cgroup_file(&uid, "cpu", "cpu.cfs_quota_us", "cpu.max");
+    assert_eq!(cpu, if v2 { "30000 100000" } else { "30000" });
+    // The fork loop hits the pod's limit: ash reports the failed fork, and the pod never holds more.
+    c.wait("a fork refused by pids.max", Duration::from_secs(60), || {
+        pod_log(c, ns, "forker", "c", 0).contains("can't fork").then_some(())
+    });
+    let current: u64 = pod_cgroup_file(&uid, "pids", "pids.current", "pids.current").parse().unwrap();
+    assert!(current <= 100, "{current} processes in the pod");
+    c.k(&["delete", "pod", "-n", ns, "forker", "--grace-period=1"]);
+}
+
+/// A chatty container's log is rotated past containerLogMaxSize: the live file starts again, older
+/// files are compressed, and no more than containerLogMaxFiles remain.
+fn log_rotation(c: &LocalCluster, ns: &str) {
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: chatty, namespace: {ns}}}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, 'while true; do head -c 2000 /dev/zero | tr "\0" x; echo; sleep 0.1; done']
+"#
+    ));
+    let p = c.wait_pod(ns, "chatty", "Running", 60, |p| p["status"]["phase"] == "Running");
+    let uid = p["metadata"]["uid"].as_str().unwrap();
+    let dir = c.path(&format!("logs/pods/{ns}_chatty_{uid}/c"));
+    let names = || -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        n.sort();
+        n
+    };
+    let files = c.wait("two rotations, one compressed", Duration::from_secs(90), || {
+        let n = names();
+        let rotated = n.iter().filter(|f| f.starts_with("0.log.")).count();
+        (n.iter().any(|f| f.ends_with(".gz")) && rotated >= 2 && n.contains(&"0.log".to_string())).then_some(n)
+    });
+    assert!(files.len() <= 3, "containerLogMaxFiles 3: {files:?}");
+    // The runtime writes the live file again after each rotation.
+    let live = dir.join("0.log");
+    let before = std::fs::metadata(&live).unwrap().len();
+    c.wait("the live log to grow", Duration::from_secs(20), || {
+        (std::fs::metadata(&live).map(|m| m.len()).unwrap_or(0) != before).then_some(())
+    });
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(5));
+        let n = names();
+        assert!(n.len() <= 3, "containerLogMaxFiles 3: {n:?}");
+    }
+    c.k(&["delete", "pod", "-n", ns, "chatty", "--grace-period=1"]);
+}
+
+/// A pod whose emptyDir outgrows its sizeLimit is evicted: Failed, reason Evicted, upstream's
+/// message, a DisruptionTarget condition and an Evicted event; its neighbour keeps running.
+fn eviction(c: &LocalCluster, ns: &str) {
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hoarder, namespace: {ns}}}
+spec:
+  volumes: [{{name: scratch, emptyDir: {{sizeLimit: 1Mi}}}}]
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, 'head -c 4194304 /dev/zero > /scratch/fill; sleep 300']
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: frugal, namespace: {ns}}}
+spec:
+  volumes: [{{name: scratch, emptyDir: {{sizeLimit: 1Mi}}}}]
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, 'echo small > /scratch/note; sleep 300']
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+"#
+    ));
+    let p = c.wait_pod(ns, "hoarder", "Failed", 60, |p| p["status"]["phase"] == "Failed");
+    assert_eq!(p["status"]["reason"], "Evicted", "{}", p["status"]);
+    assert_eq!(p["status"]["message"], "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ");
+    let target =
+        p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget").cloned();
+    let target = target.unwrap_or_else(|| panic!("no DisruptionTarget: {}", p["status"]));
+    assert_eq!((target["status"].as_str(), target["reason"].as_str()), (Some("True"), Some("TerminationByKubelet")));
+    assert!(cstatus(&p)["state"]["terminated"].is_object(), "the container was stopped: {}", p["status"]);
+    let events = c.k(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        "involvedObject.name=hoarder,reason=Evicted",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains("Usage of EmptyDir volume"), "{events}");
+    let f = c.get(ns, "pod/frugal");
+    assert_eq!(f["status"]["phase"], "Running", "{}", f["status"]);
+}
+
+/// TLS bootstrap through a bootstrap token, then rotation with the node's own identity.
+fn certificates(c: &LocalCluster, _ns: &str) {
+    let kubeconfig = std::fs::read_to_string(c.path("kubelet/kubelet.conf")).unwrap();
+    let current = c.path("kubelet/pki/kubelet-client-current.pem");
+    assert!(kubeconfig.contains(&format!("client-certificate: {}", current.display())), "{kubeconfig}");
+    let csrs = |prefix: &str| -> Vec<serde_json::Value> {
+        let all = c.get("default", "csr");
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["metadata"]["name"].as_str().unwrap().starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    let approved = |r: &serde_json::Value| {
+        r["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Approved" && c["reason"] == "AutoApproved"))
+    };
+    // The bootstrap request: the token's identity, the kubelet client signer, approved and issued.
+    let boot = csrs("node-csr-");
+    assert_eq!(boot.len(), 1, "{boot:?}");
+    let boot = &boot[0];
+    assert!(boot["spec"]["username"].as_str().unwrap().starts_with("system:bootstrap:"), "{boot}");
+    assert_eq!(boot["spec"]["signerName"], "kubernetes.io/kube-apiserver-client-kubelet");
+    assert!(approved(boot), "{boot}");
+    let first_cert = String::from_utf8(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            boot["status"]["certificate"].as_str().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Renewal: a `csr-` request from the node itself, and the current file moves to its certificate.
+    let rotated = c.wait("a renewed client certificate", Duration::from_secs(240), || {
+        csrs("csr-").into_iter().find(|r| {
+            r["spec"]["username"] == format!("system:node:{}", c.node)
+                && approved(r)
+                && r["status"]["certificate"].is_string()
+        })
+    });
+    assert_eq!(rotated["spec"]["signerName"], "kubernetes.io/kube-apiserver-client-kubelet");
+    c.wait("the current certificate to be replaced", Duration::from_secs(30), || {
+        let now = std::fs::read_to_string(&current).unwrap();
+        (pem_body(&now, "CERTIFICATE") != pem_body(&first_cert, "CERTIFICATE")).then_some(())
+    });
+    let log = c.log("kubelet");
+    assert!(log.contains("client certificate rotated"), "{log}");
+    // Still a working node: its lease keeps being renewed after the rotation.
+    let t0 = c.get("kube-node-lease", &format!("lease/{}", c.node))["spec"]["renewTime"].as_str().unwrap().to_string();
+    c.wait("the lease renewed after rotation", Duration::from_secs(30), || {
+        let l = c.get("kube-node-lease", &format!("lease/{}", c.node));
+        (l["spec"]["renewTime"].as_str().unwrap() != t0).then_some(())
+    });
+}
+
 fn bad_input(c: &LocalCluster, ns: &str) {
     let file = c.path("not-a-dir");
     std::fs::write(&file, "x").unwrap();
@@ -454,6 +665,148 @@ fn static_pod(c: &LocalCluster, _ns: &str) {
     });
 }
 
+/// Kills the kubelet (SIGKILL), runs `while_down`, and starts it again with the same arguments.
+fn restart_kubelet(c: &LocalCluster, while_down: impl FnOnce()) {
+    let pidfile = c.path("run/kubelet.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> =
+        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_secs(2));
+    while_down();
+    let log = std::fs::OpenOptions::new().append(true).open(c.path("logs/kubelet.log")).unwrap();
+    let child = c.in_netns(&args[0]).args(&args[1..]).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+    std::fs::write(&pidfile, child.id().to_string()).unwrap();
+    // local-up.sh --down stops it by pid; this reaps it.
+    let mut child = child;
+    std::thread::spawn(move || child.wait());
+}
+
+/// Memory pressure (a threshold above the machine's memory, set by restarting the kubelet with it):
+/// the condition and its taint, and evictions in upstream's order, BestEffort before a pod within
+/// its request; the static pod (critical) stays.
+fn pressure(c: &LocalCluster, ns: &str) {
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: best-effort, namespace: {ns}}}
+spec:
+  containers: [{{name: c, image: busybox:1.36, command: [sleep, "600"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: within-request, namespace: {ns}}}
+spec:
+  containers:
+  - {{name: c, image: busybox:1.36, command: [sleep, "600"], resources: {{requests: {{memory: 64Mi}}}}}}
+"#
+    ));
+    std::fs::write(
+        c.path("manifests/pressure-static.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: critical, namespace: {ns}}}\nspec:\n  containers:\n  - {{name: c, image: busybox:1.36, command: [sleep, '600']}}\n"),
+    )
+    .unwrap();
+    let mirror = format!("critical-{}", c.node);
+    for p in ["best-effort", "within-request", mirror.as_str()] {
+        c.wait_pod(ns, p, "Running", 60, |p| p["status"]["phase"] == "Running");
+    }
+    let total_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap()))
+        .unwrap();
+    let config = c.path("kubelet/config.yaml");
+    restart_kubelet(c, || {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let mut lines: Vec<String> =
+            text.lines().filter(|l| !l.starts_with("evictionHard:")).map(String::from).collect();
+        lines.push(format!("evictionHard: {{memory.available: {}Ki}}", total_kib + (1 << 20)));
+        std::fs::write(&config, lines.join("\n") + "\n").unwrap();
+    });
+    c.wait("MemoryPressure and its taint", Duration::from_secs(90), || {
+        let n = c.get("default", &format!("node/{}", c.node));
+        let cond = n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "MemoryPressure")?.clone();
+        let tainted = n["spec"]["taints"].as_array().is_some_and(|t| {
+            t.iter().any(|t| t["key"] == "node.kubernetes.io/memory-pressure" && t["effect"] == "NoSchedule")
+        });
+        (cond["status"] == "True" && cond["reason"] == "KubeletHasInsufficientMemory" && tainted).then_some(())
+    });
+    let evicted_at = |name: &str| -> String {
+        let p = c.wait_pod(ns, name, "Failed", 90, |p| p["status"]["phase"] == "Failed");
+        assert_eq!(p["status"]["reason"], "Evicted", "{}", p["status"]);
+        let msg = p["status"]["message"].as_str().unwrap().to_string();
+        assert!(msg.starts_with("The node was low on resource: memory. Threshold quantity: "), "{msg}");
+        let t = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget").unwrap();
+        t["lastTransitionTime"].as_str().unwrap().to_string()
+    };
+    let first = evicted_at("best-effort");
+    let best_effort = c.get(ns, "pod/best-effort");
+    let msg = best_effort["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("Container c was using "), "a container over its request is named: {msg}");
+    let second = evicted_at("within-request");
+    assert!(first <= second, "BestEffort first: {first} then {second}");
+    std::thread::sleep(Duration::from_secs(12));
+    let m = c.get(ns, &format!("pod/{mirror}"));
+    assert_eq!(m["status"]["phase"], "Running", "the static pod is critical and stays: {}", m["status"]);
+}
+
+/// The images containerd holds (`ctr images ls -q`).
+fn images(c: &LocalCluster) -> String {
+    let o = Command::new("ctr")
+        .args(["--address", c.path("run/containerd.sock").to_str().unwrap(), "-n", "k8s.io", "images", "ls", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ctr images ls: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Image garbage collection past imageGCHighThresholdPercent: an image no container uses goes, the
+/// busybox image a running pod uses and the sandbox image stay.
+fn image_gc(c: &LocalCluster, ns: &str) {
+    std::fs::write(
+        c.path("manifests/gc-static.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: keeper, namespace: {ns}}}\nspec:\n  containers:\n  - {{name: c, image: busybox:1.36, command: [sleep, '600']}}\n"),
+    )
+    .unwrap();
+    c.wait_pod(ns, &format!("keeper-{}", c.node), "Running", 60, |p| p["status"]["phase"] == "Running");
+    // An image of its own: one file, so a layer and a digest no other image shares.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello"), "unused\n").unwrap();
+    let tar = dir.path().join("unused.tar");
+    let o = Command::new("python3")
+        .arg(repo().join("deploy/images/build-image.py"))
+        .arg(&tar)
+        .arg("docker.io/library/unused:1")
+        .arg("--file")
+        .arg(format!("{}:/hello", dir.path().join("hello").display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "build-image.py: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("ctr")
+        .args(["--address", c.path("run/containerd.sock").to_str().unwrap(), "-n", "k8s.io", "images", "import"])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ctr import: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(images(c).contains("docker.io/library/unused:1"));
+    let config = c.path("kubelet/config.yaml");
+    restart_kubelet(c, || {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("imageGC")).collect();
+        lines.extend(["imageGCHighThresholdPercent: 1", "imageGCLowThresholdPercent: 0", "imageMinimumGCAge: 0s"]);
+        std::fs::write(&config, lines.join("\n") + "\n").unwrap();
+    });
+    c.wait("the unused image to be collected", Duration::from_secs(60), || {
+        (!images(c).contains("docker.io/library/unused:1")).then_some(())
+    });
+    let left = images(c);
+    assert!(left.contains("docker.io/library/busybox:1.36"), "in use: {left}");
+    assert!(left.contains("registry.k8s.io/pause:3.10"), "the sandbox image: {left}");
+    assert!(c.log("kubelet").contains("image filesystem over the high threshold"), "{}", c.log("kubelet"));
+}
+
 /// Killing the kubelet leaves containers running; a new kubelet adopts them without restarting.
 fn kubelet_restart(c: &LocalCluster, ns: &str) {
     c.apply(&format!(
@@ -468,20 +821,12 @@ spec:
     ));
     let p = c.wait_pod(ns, "survivor", "Running", 60, |p| condition(p, "Ready") == "True");
     let id = cstatus(&p)["containerID"].as_str().unwrap().to_string();
-    let pidfile = c.path("run/kubelet.pid");
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let args: Vec<String> =
-        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(c.crictl(&["ps"]).contains(id.trim_start_matches("containerd://")), "the container outlived the kubelet");
-    let log = std::fs::OpenOptions::new().append(true).open(c.path("logs/kubelet.log")).unwrap();
-    let child = c.in_netns(&args[0]).args(&args[1..]).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
-    std::fs::write(&pidfile, child.id().to_string()).unwrap();
-    // local-up.sh --down stops it by pid; this reaps it.
-    let mut child = child;
-    std::thread::spawn(move || child.wait());
+    restart_kubelet(c, || {
+        assert!(
+            c.crictl(&["ps"]).contains(id.trim_start_matches("containerd://")),
+            "the container outlived the kubelet"
+        );
+    });
     // The new kubelet reports the same container, not restarted, and still serves new pods.
     c.apply(&format!(
         r#"
@@ -503,7 +848,19 @@ spec:
 
 #[test]
 fn kubelet_runs_pods_in_containerd() {
-    let c = LocalCluster::up("kubelet");
+    // Certificates that last 3 minutes: the kubelet renews its own every minute or two while the
+    // other scenarios run.
+    // At most 100 processes per pod.
+    let c = LocalCluster::up_with(
+        "kubelet",
+        &[
+            ("FERROKUBE_CLUSTER_SIGNING_DURATION", "3m"),
+            ("FERROKUBE_POD_PIDS_LIMIT", "100"),
+            // Logs rotate past 16KiB, three files at most (no other scenario writes that much).
+            ("FERROKUBE_CONTAINER_LOG_MAX_SIZE", "16Ki"),
+            ("FERROKUBE_CONTAINER_LOG_MAX_FILES", "3"),
+        ],
+    );
     let scenarios: Vec<(&str, Scenario)> = vec![
         ("exits", exits),
         ("crash-loop", crash_loop),
@@ -515,6 +872,10 @@ fn kubelet_runs_pods_in_containerd() {
         ("node", node),
         ("bad-input", bad_input),
         ("static", static_pod),
+        ("certificates", certificates),
+        ("limits", limits),
+        ("log-rotation", log_rotation),
+        ("eviction", eviction),
     ];
     // FERROKUBE_E2E_ONLY=name,name runs only those scenarios (while working on one).
     let only = std::env::var("FERROKUBE_E2E_ONLY").unwrap_or_default();
@@ -558,6 +919,27 @@ fn kubelet_runs_pods_in_containerd() {
     let mut failures = failures;
     if let Err(e) = restart {
         failures.push(format!("restart: {}", e.downcast_ref::<String>().cloned().unwrap_or_default()));
+    }
+    // Last: it leaves the node under memory pressure.
+    let pressured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if !picked("pressure") {
+            return;
+        }
+        ns(&c, "pressure");
+        pressure(&c, "pressure")
+    }));
+    if let Err(e) = pressured {
+        failures.push(format!("pressure: {}", e.downcast_ref::<String>().cloned().unwrap_or_default()));
+    }
+    let collected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if !picked("image-gc") {
+            return;
+        }
+        ns(&c, "image-gc");
+        image_gc(&c, "image-gc")
+    }));
+    if let Err(e) = collected {
+        failures.push(format!("image-gc: {}", e.downcast_ref::<String>().cloned().unwrap_or_default()));
     }
     assert!(failures.is_empty(), "{} scenario(s) failed:\n{}", failures.len(), failures.join("\n\n"));
 }

@@ -39,7 +39,16 @@ fn local_up_runs_a_deployment_in_containerd_and_down_cleans_up() {
     for started in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet"] {
         assert!(c.up_output.contains(&format!("started {started}")), "{}", c.up_output);
     }
-    for f in ["admin.conf", "kubelet.conf", "pki/ca.crt", "pki/sa.key", "data/ferrokube.db", "containerd/config.toml"] {
+    for f in [
+        "admin.conf",
+        "bootstrap-kubelet.conf",
+        "kubelet/kubelet.conf",
+        "kubelet/pki/kubelet-client-current.pem",
+        "pki/ca.crt",
+        "pki/sa.key",
+        "data/ferrokube.db",
+        "containerd/config.toml",
+    ] {
         assert!(c.path(f).exists(), "{f} in the state dir");
     }
 

@@ -64,6 +64,9 @@ pub struct Flags {
     pub resolv_conf: Option<String>,
     #[arg(long)]
     pub provider_id: Option<String>,
+    /// `--pod-max-pids` (podPidsLimit).
+    #[arg(long)]
+    pub pod_max_pids: Option<i64>,
     #[arg(long)]
     pub cert_dir: Option<String>,
     #[arg(long)]
@@ -97,6 +100,7 @@ pub struct FileConfig {
     pub kind: Option<String>,
     pub cgroup_driver: Option<String>,
     pub cgroup_root: Option<String>,
+    #[serde(rename = "cgroupsPerQOS")]
     pub cgroups_per_qos: Option<bool>,
     #[serde(rename = "clusterDNS")]
     pub cluster_dns: Option<Vec<String>>,
@@ -106,6 +110,8 @@ pub struct FileConfig {
     pub eviction_hard: Option<BTreeMap<String, String>>,
     pub container_log_max_size: Option<String>,
     pub container_log_max_files: Option<i32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub container_log_monitor_interval: Option<Duration>,
     pub static_pod_path: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     pub sync_frequency: Option<Duration>,
@@ -117,6 +123,7 @@ pub struct FileConfig {
     pub serialize_image_pulls: Option<bool>,
     pub fail_swap_on: Option<bool>,
     pub rotate_certificates: Option<bool>,
+    #[serde(rename = "serverTLSBootstrap")]
     pub server_tls_bootstrap: Option<bool>,
     pub register_node: Option<bool>,
     pub register_with_taints: Option<Vec<k8s_openapi::api::core::v1::Taint>>,
@@ -127,8 +134,13 @@ pub struct FileConfig {
     pub resolv_conf: Option<String>,
     pub pod_logs_dir: Option<String>,
     pub container_runtime_endpoint: Option<String>,
+    #[serde(rename = "imageGCHighThresholdPercent")]
     pub image_gc_high_threshold_percent: Option<i32>,
+    #[serde(rename = "imageGCLowThresholdPercent")]
     pub image_gc_low_threshold_percent: Option<i32>,
+    #[serde(rename = "imageMinimumGCAge", default, deserialize_with = "de_duration")]
+    pub image_minimum_gc_age: Option<Duration>,
+    #[serde(rename = "providerID")]
     pub provider_id: Option<String>,
 }
 
@@ -165,6 +177,26 @@ pub struct Config {
     pub resolv_conf: String,
     pub provider_id: Option<String>,
     pub kubeconfig: Option<String>,
+    /// `--bootstrap-kubeconfig`: the credentials that ask for the node's client certificate when
+    /// `--kubeconfig` does not exist or holds an expired one.
+    pub bootstrap_kubeconfig: Option<String>,
+    /// `--cert-dir` (`<root-dir>/pki`): where the client certificates are kept.
+    pub cert_dir: String,
+    /// `rotateCertificates`: renew the client certificate before it expires.
+    pub rotate_certificates: bool,
+    /// `podPidsLimit`: the most processes a pod's cgroup may hold (-1: no limit).
+    pub pod_pids_limit: i64,
+    /// `imageGCHighThresholdPercent` (85), `imageGCLowThresholdPercent` (80), `imageMinimumGCAge` (2m).
+    pub image_gc_high: i32,
+    pub image_gc_low: i32,
+    pub image_minimum_gc_age: Duration,
+    /// `--pod-infra-container-image`: the sandbox image, which image garbage collection keeps.
+    pub pod_infra_container_image: String,
+    /// `containerLogMaxSize` (10Mi) in bytes, `containerLogMaxFiles` (5) and
+    /// `containerLogMonitorInterval` (10s): when and how container logs are rotated.
+    pub container_log_max_size: u64,
+    pub container_log_max_files: usize,
+    pub container_log_monitor_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +278,30 @@ impl Config {
             // As upstream: a map given in the file replaces the defaults.
             eviction_hard = e.clone();
         }
+        let log_size = file.container_log_max_size.clone().unwrap_or_else(|| "10Mi".into());
+        let container_log_max_size = apimachinery::quantity::parse(&log_size)
+            .filter(|v| *v > 0.0)
+            .ok_or_else(|| ConfigError::Invalid(format!("containerLogMaxSize ({log_size}) is invalid")))?
+            as u64;
+        let container_log_max_files = file.container_log_max_files.unwrap_or(5);
+        if container_log_max_files < 2 {
+            return Err(ConfigError::Invalid(format!(
+                "containerLogMaxFiles ({container_log_max_files}) must be equal to or greater than 2"
+            )));
+        }
+        let image_gc_high = file.image_gc_high_threshold_percent.unwrap_or(85);
+        let image_gc_low = file.image_gc_low_threshold_percent.unwrap_or(80);
+        for (name, v) in [("imageGCHighThresholdPercent", image_gc_high), ("imageGCLowThresholdPercent", image_gc_low)]
+        {
+            if !(0..=100).contains(&v) {
+                return Err(ConfigError::Invalid(format!("{name} ({v}) must be between 0 and 100")));
+            }
+        }
+        if image_gc_low >= image_gc_high {
+            return Err(ConfigError::Invalid(format!(
+                "imageGCLowThresholdPercent ({image_gc_low}) must be less than imageGCHighThresholdPercent ({image_gc_high})"
+            )));
+        }
         let max_pods = f.max_pods.or(file.max_pods).unwrap_or(110);
         if max_pods < 0 {
             return Err(ConfigError::Invalid(format!("maxPods ({max_pods}) must not be a negative number")));
@@ -304,7 +360,27 @@ impl Config {
                 .or(file.resolv_conf.clone())
                 .unwrap_or_else(|| "/etc/resolv.conf".into()),
             provider_id: f.provider_id.clone().or(file.provider_id.clone()),
-            kubeconfig: f.kubeconfig.clone(),
+            kubeconfig: f.kubeconfig.clone().filter(|k| !k.is_empty()),
+            bootstrap_kubeconfig: f.bootstrap_kubeconfig.clone().filter(|k| !k.is_empty()),
+            cert_dir: f
+                .cert_dir
+                .clone()
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| format!("{}/pki", f.root_dir.trim_end_matches('/'))),
+            // Off unless asked for, as upstream (kubeadm's kubelet config turns it on).
+            rotate_certificates: f.rotate_certificates.or(file.rotate_certificates).unwrap_or(false),
+            pod_pids_limit: f.pod_max_pids.or(file.pod_pids_limit).unwrap_or(-1),
+            image_gc_high,
+            image_gc_low,
+            image_minimum_gc_age: file.image_minimum_gc_age.unwrap_or(Duration::from_secs(120)),
+            pod_infra_container_image: f
+                .pod_infra_container_image
+                .clone()
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| "registry.k8s.io/pause:3.10".into()),
+            container_log_max_size,
+            container_log_max_files: container_log_max_files as usize,
+            container_log_monitor_interval: file.container_log_monitor_interval.unwrap_or(Duration::from_secs(10)),
         })
     }
 }
@@ -357,5 +433,37 @@ mod tests {
         assert!(e.to_string().contains("cgroupDriver"), "{e}");
         let e = Config::load(&Flags::parse_from(["kubelet", "--register-with-taints", "a=b:Bogus"])).unwrap_err();
         assert!(e.to_string().contains("invalid taint effect"), "{e}");
+    }
+
+    #[test]
+    fn node_maintenance_fields_with_upstreams_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        let load = |body: &str| {
+            std::fs::write(
+                &p,
+                format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n{body}"),
+            )
+            .unwrap();
+            Config::load(&Flags::parse_from(["kubelet", "--config", p.to_str().unwrap(), "--root-dir", "/r"]))
+        };
+        let c = load("imageGCHighThresholdPercent: 70\nimageGCLowThresholdPercent: 60\nimageMinimumGCAge: 30s\npodPidsLimit: 256\ncontainerLogMaxSize: 5Mi\ncontainerLogMaxFiles: 3\nrotateCertificates: true\ncgroupsPerQOS: false\nproviderID: bare://n1\n").unwrap();
+        assert!(!c.cgroups_per_qos);
+        assert_eq!(c.provider_id.as_deref(), Some("bare://n1"));
+        assert_eq!((c.image_gc_high, c.image_gc_low, c.image_minimum_gc_age), (70, 60, Duration::from_secs(30)));
+        assert_eq!((c.pod_pids_limit, c.container_log_max_size, c.container_log_max_files), (256, 5 << 20, 3));
+        assert!(c.rotate_certificates);
+        assert_eq!(c.cert_dir, "/r/pki");
+        let d = load("").unwrap();
+        assert_eq!((d.image_gc_high, d.image_gc_low, d.pod_pids_limit, d.container_log_max_files), (85, 80, -1, 5));
+        assert!(!d.rotate_certificates, "off unless asked for");
+        let e = load("imageGCHighThresholdPercent: 50\nimageGCLowThresholdPercent: 60\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("imageGCLowThresholdPercent (60) must be less than imageGCHighThresholdPercent (50)"),
+            "{e}"
+        );
+        let e = load("containerLogMaxFiles: 1\n").unwrap_err();
+        assert!(e.to_string().contains("containerLogMaxFiles (1) must be equal to or greater than 2"), "{e}");
     }
 }

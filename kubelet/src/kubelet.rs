@@ -27,6 +27,7 @@ pub struct RuntimeState {
 pub struct Pressure {
     pub memory: AtomicBool,
     pub disk: AtomicBool,
+    pub pid: AtomicBool,
 }
 
 pub struct Kubelet {
@@ -37,6 +38,8 @@ pub struct Kubelet {
     pub node_ips: Vec<String>,
     pub events: EventRecorder,
     pub pressure: Pressure,
+    /// Pods the eviction manager evicts (uid → status message); their workers stop them.
+    pub evictions: Mutex<std::collections::HashMap<String, String>>,
     /// Wakes the node status loop (runtime readiness changed).
     pub node_status_kick: Notify,
     pub cni_conf_dir: String,
@@ -61,6 +64,7 @@ impl Kubelet {
             node_ips,
             events,
             pressure: Pressure::default(),
+            evictions: Default::default(),
             node_status_kick: Notify::new(),
             cni_conf_dir,
             runtime: Mutex::new(RuntimeState {

@@ -1,11 +1,15 @@
 //! kubelet: the node agent. Registers its Node and keeps it and its Lease fresh, and runs the pods
 //! bound to the node as containers in a CRI runtime (containerd), reporting their status.
 
+mod certificate;
 mod cgroups;
 mod cni;
 mod config;
 mod env;
+mod eviction;
+mod image_gc;
 mod kubelet;
+mod logs;
 mod machine;
 mod node;
 mod pods;
@@ -53,7 +57,14 @@ fn main() {
 }
 
 async fn run(cfg: config::Config, cni_conf_dir: String) -> Result<(), Box<dyn std::error::Error>> {
-    let client = component_base::client::from_flags(cfg.kubeconfig.as_deref(), None, "kubelet", 50.0, 100).await?;
+    let client = certificate::client(
+        cfg.kubeconfig.as_deref(),
+        cfg.bootstrap_kubeconfig.as_deref(),
+        std::path::Path::new(&cfg.cert_dir),
+        &cfg.node_name,
+        cfg.rotate_certificates,
+    )
+    .await?;
     let cri = cri::Runtime::connect(&cfg.runtime_endpoint, &cfg.image_endpoint, cfg.runtime_request_timeout)?;
     let node_ips = if cfg.node_ips.is_empty() { vec![detect_node_ip()] } else { cfg.node_ips.clone() };
     std::fs::create_dir_all(&cfg.root_dir)?;
@@ -67,6 +78,8 @@ async fn run(cfg: config::Config, cni_conf_dir: String) -> Result<(), Box<dyn st
     tokio::spawn(kubelet::runtime_loop(k.clone()));
     tokio::spawn(node::run(k.clone()));
     tokio::spawn(pods::run(k.clone()));
+    tokio::spawn(logs::run(k.clone()));
+    tokio::spawn(image_gc::run(k.clone()));
     component_base::shutdown_signal().await;
     tracing::info!("shutting down; containers keep running");
     Ok(())

@@ -142,7 +142,11 @@ pub fn status(k: &Kubelet, old: Option<&NodeStatus>) -> NodeStatus {
         } else {
             condition("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", &now)
         },
-        condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now),
+        if k.pressure.pid.load(std::sync::atomic::Ordering::Relaxed) {
+            condition("PIDPressure", true, "KubeletHasInsufficientPID", "kubelet has insufficient PID available", &now)
+        } else {
+            condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now)
+        },
         condition("Ready", ready, ready_reason, &ready_msg, &now),
     ];
     if let Some(old) = old {

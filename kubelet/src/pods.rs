@@ -59,10 +59,24 @@ impl Manager {
         }
     }
 
-    fn kick(&self, uid: &str) {
+    pub fn kick(&self, uid: &str) {
         if let Some(h) = self.workers.lock().unwrap().get(uid) {
             h.kick.notify_one();
         }
+    }
+
+    /// The pods with a worker that are neither terminal nor being deleted.
+    pub fn active_pods(&self) -> Vec<Arc<Pod>> {
+        self.workers
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|h| h.pod.borrow().clone())
+            .filter(|p| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+                p.metadata.deletion_timestamp.is_none() && phase != "Succeeded" && phase != "Failed"
+            })
+            .collect()
     }
 
     fn known(&self, uid: &str) -> bool {
@@ -98,6 +112,7 @@ async fn run_worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option
     // The pod is gone from the API: everything the runtime has of it goes too.
     remove_everything(&m.k, &uid).await;
     m.workers.lock().unwrap().remove(&uid);
+    m.k.evictions.lock().unwrap().remove(&uid);
     tracing::info!(pod_uid = %uid, "pod removed from the node");
 }
 
@@ -131,6 +146,7 @@ pub async fn run(k: Arc<Kubelet>) {
     informer.add_handler(move |c| mm.update(c));
     informer.wait_synced().await;
     tracing::info!(node = %k.config.node_name, pods = informer.list().len(), "pod informer synced");
+    tokio::spawn(crate::eviction::run(k.clone(), m.clone()));
     let removing: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
     let mut last: HashMap<String, Vec<(String, i32)>> = HashMap::new();
     loop {

@@ -44,6 +44,8 @@ pub struct Worker {
     start_time: Option<Time>,
     deleted_in_api: bool,
     mount_error: Option<String>,
+    /// Set when the eviction manager evicted the pod: its status message.
+    evicted: Option<String>,
     /// Where each volume is on the host, from the last setup of this sync.
     volume_paths: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// The exit (finish time) of each container whose back-off was already announced.
@@ -106,6 +108,7 @@ impl Worker {
             start_time: None,
             deleted_in_api: false,
             mount_error: None,
+            evicted: None,
             volume_paths: Default::default(),
             backoff_announced: HashMap::new(),
         }
@@ -127,7 +130,18 @@ impl Worker {
                 return Duration::from_secs(2);
             }
         };
-        if phase == "Succeeded" || phase == "Failed" {
+        let terminal = phase == "Succeeded" || phase == "Failed";
+        let evicted = self.k.evictions.lock().unwrap().get(&self.uid).cloned();
+        if let (Some(msg), false) = (evicted, terminal) {
+            // Evicted: every container stops now, and the pod ends Failed with the manager's message.
+            self.evicted = Some(msg);
+            self.stop_everything(pod, &observed, 0).await;
+            if let Ok(o) = runtime::observe(&self.k, &self.uid).await {
+                self.post_status(pod, &o, true).await;
+            }
+            return Duration::from_secs(2);
+        }
+        if terminal {
             // A terminal pod never runs again: anything still running is stopped.
             if observed.sandboxes.iter().any(|s| s.ready) || observed.containers.iter().any(|c| c.running()) {
                 self.stop_everything(pod, &observed, 0).await;
@@ -417,6 +431,7 @@ impl Worker {
                 port,
                 g.path.as_deref().unwrap_or("/"),
                 g.http_headers.as_deref().unwrap_or(&[]),
+                g.scheme.as_deref() == Some("HTTPS"),
             )
             .await?;
             if !(200..400).contains(&code) {
@@ -472,6 +487,11 @@ impl Worker {
     async fn create_sandbox(&mut self, pod: &Pod, attempt: u32) -> Result<String, String> {
         let cfg = spec::sandbox_config(&self.k, pod, attempt);
         std::fs::create_dir_all(&cfg.log_directory).map_err(|e| format!("creating {}: {e}", cfg.log_directory))?;
+        // The pod's own cgroup and its limits first; where cgroups cannot be written (a read-only
+        // cgroupfs), the containers still get their own limits from the runtime.
+        if let Err(e) = crate::cgroups::ensure_pod(&self.k, pod) {
+            tracing::warn!(pod = %self.uid, error = %e, "could not apply the pod's cgroup limits");
+        }
         let mut rt = self.k.cri.runtime.clone();
         let r = rt
             .run_pod_sandbox(c::RunPodSandboxRequest {
@@ -1075,6 +1095,9 @@ impl Worker {
         if api_phase == "Succeeded" || api_phase == "Failed" {
             phase = if api_phase == "Succeeded" { "Succeeded" } else { "Failed" };
         }
+        if self.evicted.is_some() {
+            phase = "Failed";
+        }
         let now = component_base::time_now();
         let old_conds = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
         let cond = |type_: &str, ok: bool, reason: Option<&str>, message: Option<String>| -> PodCondition {
@@ -1130,6 +1153,9 @@ impl Worker {
         };
         conditions.push(cond("ContainersReady", ready, reason, message.clone()));
         conditions.push(cond("Ready", ready, reason, message));
+        if let Some(m) = &self.evicted {
+            conditions.push(cond("DisruptionTarget", true, Some("TerminationByKubelet"), Some(m.clone())));
+        }
         let host_net = spec.host_network == Some(true);
         let pod_ip = if host_net { self.k.node_ips.first().cloned() } else { sandbox.and_then(|s| s.ip.clone()) }
             .or_else(|| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
@@ -1144,6 +1170,8 @@ impl Worker {
             init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
             container_statuses: Some(statuses),
             qos_class: Some(spec::qos(pod).as_str().into()),
+            reason: self.evicted.as_ref().map(|_| "Evicted".to_string()),
+            message: self.evicted.clone(),
             ..Default::default()
         }
     }

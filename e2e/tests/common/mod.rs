@@ -52,11 +52,18 @@ pub struct LocalCluster {
     pub netns: String,
     pub node: String,
     pub up_output: String,
+    /// Environment for every `local-up.sh` run (its knobs).
+    env: Vec<(String, String)>,
 }
 
 impl LocalCluster {
     /// Brings the cluster up in a fresh network namespace and waits for its node to be Ready.
     pub fn up(name: &str) -> LocalCluster {
+        Self::up_with(name, &[])
+    }
+
+    /// As `up`, with `local-up.sh` knobs (`FERROKUBE_*`) in its environment.
+    pub fn up_with(name: &str, env: &[(&str, &str)]) -> LocalCluster {
         let netns = format!("fk{}-{name}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &netns]).output();
         let o = Command::new("ip").args(["netns", "add", &netns]).output().unwrap();
@@ -64,7 +71,8 @@ impl LocalCluster {
         let o = Command::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]).output().unwrap();
         assert!(o.status.success(), "lo up: {}", text(&o));
         let state = tempfile::Builder::new().prefix("fk-e2e-").tempdir_in("/var/tmp").unwrap();
-        let mut c = LocalCluster { state, netns, node: format!("node-{name}"), up_output: String::new() };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut c = LocalCluster { state, netns, node: format!("node-{name}"), up_output: String::new(), env };
         let out = c.local_up(&[]);
         c.up_output = text(&out);
         assert!(out.status.success(), "local-up failed: {}", c.up_output);
@@ -88,6 +96,7 @@ impl LocalCluster {
             .env("FERROKUBE_STATE_DIR", self.state.path())
             .env("FERROKUBE_BIN_DIR", bin_dir())
             .env("FERROKUBE_NODE_NAME", &self.node)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }

@@ -1,0 +1,395 @@
+//! The kubelet's client certificate, as upstream's bootstrap and certificate manager handle it:
+//! - TLS bootstrap: when `--kubeconfig` is missing or its certificate has expired and
+//!   `--bootstrap-kubeconfig` is given, a new key and a CertificateSigningRequest (`node-csr-<digest>`,
+//!   signer `kubernetes.io/kube-apiserver-client-kubelet`, `O=system:nodes`, `CN=system:node:<node>`)
+//!   are sent with the bootstrap credentials; once the controller manager has approved and signed it,
+//!   certificate and key go to `<cert-dir>/kubelet-client-<time>.pem` behind the
+//!   `kubelet-client-current.pem` symlink, and `--kubeconfig` is written to name that file.
+//! - Rotation (`rotateCertificates`): at a random point between 70% and 90% of the certificate's
+//!   lifetime the kubelet asks for a new one with its own identity (`csr-*`), stores it the same way
+//!   and presents it on every connection opened afterwards.
+
+use base64::Engine;
+use component_base::client::ClientCertificate;
+use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::api::{Api, PostParams};
+use kube::config::Kubeconfig;
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+const CURRENT: &str = "kubelet-client-current.pem";
+/// Usages of an ECDSA client key (key encipherment is for RSA keys only).
+const USAGES: [&str; 2] = ["digital signature", "client auth"];
+/// How long the kubelet waits for its request to be signed (upstream's bootstrap waits an hour).
+const WAIT: Duration = Duration::from_secs(3600);
+
+/// The kubelet's API client: from `--kubeconfig`, bootstrapped first when needed; with a client
+/// certificate, one that presents the current certificate, renewed in the background when
+/// `rotate` is on.
+pub async fn client(
+    kubeconfig: Option<&str>,
+    bootstrap: Option<&str>,
+    cert_dir: &Path,
+    node: &str,
+    rotate: bool,
+) -> Result<kube::Client, String> {
+    if let (Some(path), Some(bootstrap)) = (kubeconfig, bootstrap) {
+        if !still_valid(Path::new(path)) {
+            tracing::info!(
+                kubeconfig = path,
+                bootstrap,
+                "using the bootstrap kubeconfig to ask for a client certificate"
+            );
+            bootstrap_kubeconfig(Path::new(bootstrap), Path::new(path), cert_dir, node).await?;
+        }
+    }
+    let cfg =
+        component_base::client::config_from_flags(kubeconfig, None, "kubelet").await.map_err(|e| e.to_string())?;
+    let Some((cert, key)) = kubeconfig.map(|k| identity(Path::new(k))).transpose()?.flatten() else {
+        return component_base::client::limited_client(cfg, 50.0, 100).map_err(|e| e.to_string());
+    };
+    let current = ClientCertificate::from_pem(&cert, &key)?;
+    let client =
+        component_base::client::with_client_certificate(cfg, current.clone(), 50.0, 100).map_err(|e| e.to_string())?;
+    if rotate {
+        tokio::spawn(rotate_forever(client.clone(), current, cert_dir.to_path_buf(), node.to_string()));
+    }
+    Ok(client)
+}
+
+/// The client certificate and key PEM the kubeconfig's current user names (inline or by path,
+/// relative paths from the kubeconfig's directory); None for other credentials.
+/// A client certificate and its key, PEM.
+type Identity = (Vec<u8>, Vec<u8>);
+
+fn identity(path: &Path) -> Result<Option<Identity>, String> {
+    let kc = Kubeconfig::read_from(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let ctx = kc
+        .contexts
+        .iter()
+        .find(|c| Some(&c.name) == kc.current_context.as_ref())
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.user.clone().unwrap_or_default());
+    let Some(user) = kc.auth_infos.iter().find(|u| Some(&u.name) == ctx.as_ref()).and_then(|u| u.auth_info.clone())
+    else {
+        return Ok(None);
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let load = |data: Option<String>, file: Option<String>, what: &str| -> Result<Option<Vec<u8>>, String> {
+        if let Some(d) = data.filter(|d| !d.is_empty()) {
+            return base64::engine::general_purpose::STANDARD
+                .decode(d.trim())
+                .map(Some)
+                .map_err(|e| format!("{}: {what}-data: {e}", path.display()));
+        }
+        match file.filter(|f| !f.is_empty()) {
+            Some(f) => {
+                let f = dir.join(f);
+                std::fs::read(&f).map(Some).map_err(|e| format!("reading {}: {e}", f.display()))
+            }
+            None => Ok(None),
+        }
+    };
+    use secrecy::ExposeSecret;
+    let cert = load(user.client_certificate_data.clone(), user.client_certificate.clone(), "client-certificate")?;
+    let key_data = user.client_key_data.as_ref().map(|k| k.expose_secret().to_string());
+    let key = load(key_data, user.client_key.clone(), "client-key")?;
+    Ok(cert.zip(key))
+}
+
+/// Whether the kubeconfig exists and its client certificate, if it has one, is within its validity
+/// (upstream's isClientConfigStillValid).
+fn still_valid(path: &Path) -> bool {
+    match identity(path) {
+        Err(_) => false,
+        Ok(None) => true,
+        Ok(Some((cert, _))) => validity(&cert).is_some_and(|(from, to)| {
+            let now = SystemTime::now();
+            from <= now && now < to
+        }),
+    }
+}
+
+/// The certificate's notBefore and notAfter.
+fn validity(cert_pem: &[u8]) -> Option<(SystemTime, SystemTime)> {
+    let text = std::str::from_utf8(cert_pem).ok()?;
+    let info = pki::cert::LoadedCert::from_pem(Path::new("client certificate"), text).ok()?.info().ok()?;
+    let at = |t: time::OffsetDateTime| SystemTime::UNIX_EPOCH + Duration::from_secs(t.unix_timestamp().max(0) as u64);
+    Some((at(info.not_before), at(info.not_after)))
+}
+
+/// When to renew: a random point between 70% and 90% of the lifetime (upstream's jittery deadline).
+fn rotation_deadline(cert_pem: &[u8]) -> SystemTime {
+    let Some((from, to)) = validity(cert_pem) else { return SystemTime::now() };
+    let total = to.duration_since(from).unwrap_or_default();
+    from + total.mul_f64(0.7 + 0.2 * rand::random::<f64>())
+}
+
+/// upstream's digestedName: the request's name from its key, subject and usages, so that a retried
+/// bootstrap with the same key finds its own request.
+fn digested_name(public_key_der: &[u8], node: &str) -> String {
+    let mut h = sha2::Sha512_256::new();
+    h.update(public_key_der);
+    h.update(b"|");
+    h.update(format!("system:node:{node}").as_bytes());
+    h.update(b"|system:nodes");
+    for u in USAGES {
+        h.update(b"|");
+        h.update(u.as_bytes());
+    }
+    format!("node-csr-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize()))
+}
+
+/// Asks for a node client certificate with `client`'s identity and waits until it is issued. With
+/// `named`, the request gets the digested name (bootstrap); otherwise a generated `csr-` one.
+async fn request(client: &kube::Client, node: &str, named: bool) -> Result<(String, String), String> {
+    let key = pki::keys::KeyAlgorithm::EcdsaP256.generate().map_err(|e| e.to_string())?;
+    let pem = pki::csr::new_request(&format!("system:node:{node}"), &["system:nodes"], &Default::default(), &key)
+        .map_err(|e| e.to_string())?;
+    let name = named.then(|| digested_name(&rcgen::PublicKeyData::subject_public_key_info(&key), node));
+    let csr = CertificateSigningRequest {
+        metadata: ObjectMeta {
+            generate_name: name.is_none().then(|| "csr-".to_string()),
+            name: name.clone(),
+            ..Default::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(pem.into_bytes()),
+            signer_name: SIGNER.into(),
+            usages: Some(USAGES.iter().map(|u| u.to_string()).collect()),
+            ..Default::default()
+        },
+        status: None,
+    };
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let created = api.create(&PostParams::default(), &csr).await.map_err(|e| format!("creating the request: {e}"))?;
+    let name = created.metadata.name.clone().unwrap_or_default();
+    tracing::info!(csr = %name, "waiting for the client certificate request to be approved and signed");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let csr = api.get(&name).await.map_err(|e| format!("reading the request {name}: {e}"))?;
+        let status = csr.status.unwrap_or_default();
+        for c in status.conditions.iter().flatten().filter(|c| c.status == "True") {
+            let (reason, message) = (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default());
+            match c.type_.as_str() {
+                "Denied" => {
+                    return Err(format!(
+                        "certificate signing request {name} is denied, reason: {reason}, message: {message}"
+                    ))
+                }
+                "Failed" => {
+                    return Err(format!(
+                        "certificate signing request {name} failed, reason: {reason}, message: {message}"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+            let cert = String::from_utf8(cert.0).map_err(|_| format!("request {name}: the certificate is not PEM"))?;
+            return Ok((cert, pki::keys::private_key_pem(&key)));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("timed out waiting for the certificate of request {name}"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Writes certificate and key to `<dir>/kubelet-client-<time>.pem` (0600) and points
+/// `kubelet-client-current.pem` at it with one rename; returns the symlink's path.
+fn store(dir: &Path, cert: &str, key: &str) -> Result<PathBuf, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d-%H-%M-%S").to_string();
+    let file = dir.join(format!("kubelet-client-{stamp}.pem"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(|e| format!("writing {}: {e}", file.display()))?;
+    f.write_all(format!("{}\n{}", cert.trim_end(), key).as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let current = dir.join(CURRENT);
+    let tmp = dir.join(format!(".{CURRENT}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&file, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &current))
+        .map_err(|e| format!("linking {}: {e}", current.display()))?;
+    Ok(current)
+}
+
+/// TLS bootstrap: a certificate through the bootstrap credentials, then `kubeconfig` naming it with
+/// the bootstrap kubeconfig's server and CA.
+async fn bootstrap_kubeconfig(bootstrap: &Path, kubeconfig: &Path, cert_dir: &Path, node: &str) -> Result<(), String> {
+    let path = bootstrap.display().to_string();
+    let client = component_base::client::from_flags(Some(&path), None, "kubelet", 50.0, 100)
+        .await
+        .map_err(|e| format!("the bootstrap kubeconfig: {e}"))?;
+    let (cert, key) = request(&client, node, true).await?;
+    let current = store(cert_dir, &cert, &key)?;
+    let mut kc = Kubeconfig::read_from(bootstrap).map_err(|e| format!("reading {path}: {e}"))?;
+    let ctx_cluster = kc
+        .contexts
+        .iter()
+        .find(|c| Some(&c.name) == kc.current_context.as_ref())
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    let mut cluster = kc
+        .clusters
+        .iter()
+        .find(|c| Some(&c.name) == ctx_cluster.as_ref())
+        .or(kc.clusters.first())
+        .and_then(|c| c.cluster.clone())
+        .ok_or_else(|| format!("{path}: no cluster"))?;
+    // A CA file named relative to the bootstrap kubeconfig stays valid from the new one.
+    if let Some(ca) = cluster.certificate_authority.as_mut() {
+        let full = bootstrap.parent().unwrap_or(Path::new(".")).join(&*ca);
+        *ca = full.display().to_string();
+    }
+    let current = current.display().to_string();
+    kc = Kubeconfig {
+        api_version: Some("v1".into()),
+        kind: Some("Config".into()),
+        clusters: vec![kube::config::NamedCluster {
+            name: "default-cluster".into(),
+            cluster: Some(cluster),
+            other: Default::default(),
+        }],
+        contexts: vec![kube::config::NamedContext {
+            name: "default-context".into(),
+            context: Some(kube::config::Context {
+                cluster: "default-cluster".into(),
+                user: Some("default-auth".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some("default-context".into()),
+        auth_infos: vec![kube::config::NamedAuthInfo {
+            name: "default-auth".into(),
+            auth_info: Some(kube::config::AuthInfo {
+                client_certificate: Some(current.clone()),
+                client_key: Some(current),
+                ..Default::default()
+            }),
+            other: Default::default(),
+        }],
+        ..Default::default()
+    };
+    let yaml = serde_yaml_ng::to_string(&kc).map_err(|e| e.to_string())?;
+    if let Some(dir) = kubeconfig.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let tmp = kubeconfig.with_extension("tmp");
+    std::fs::write(&tmp, yaml)
+        .and_then(|_| std::fs::rename(&tmp, kubeconfig))
+        .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
+    tracing::info!(kubeconfig = %kubeconfig.display(), "client certificate issued; kubeconfig written");
+    Ok(())
+}
+
+/// Renews the client certificate before it expires, forever; a failed attempt is retried with a
+/// back-off (2s doubling to 5 minutes).
+async fn rotate_forever(client: kube::Client, current: Arc<ClientCertificate>, dir: PathBuf, node: String) {
+    loop {
+        let pem = pem::encode(&pem::Pem::new("CERTIFICATE", current.current()));
+        let deadline = rotation_deadline(pem.as_bytes());
+        let wait = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+        tracing::info!(wait = ?wait, "client certificate rotation scheduled");
+        tokio::time::sleep(wait).await;
+        let mut backoff = Duration::from_secs(2);
+        loop {
+            let renewed = match request(&client, &node, false).await {
+                Ok((cert, key)) => store(&dir, &cert, &key)
+                    .and_then(|_| current.set_pem(cert.as_bytes(), key.as_bytes()))
+                    .map(|_| cert),
+                Err(e) => Err(e),
+            };
+            match renewed {
+                Ok(cert) => {
+                    let until = validity(cert.as_bytes()).map(|(_, to)| k8s_openapi::jiff::Timestamp::try_from(to));
+                    tracing::info!(expires = ?until, "client certificate rotated");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "client certificate rotation failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(valid_for: Duration) -> (String, String) {
+        let key = pki::keys::KeyAlgorithm::EcdsaP256.generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["n".into()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::seconds(10);
+        p.not_after = now + valid_for;
+        (p.self_signed(&key).unwrap().pem(), pki::keys::private_key_pem(&key))
+    }
+
+    #[test]
+    fn rotation_falls_between_70_and_90_percent_of_the_lifetime() {
+        let (cert, _) = self_signed(Duration::from_secs(1000));
+        let (from, to) = validity(cert.as_bytes()).unwrap();
+        let total = to.duration_since(from).unwrap().as_secs_f64();
+        for _ in 0..20 {
+            let at = rotation_deadline(cert.as_bytes()).duration_since(from).unwrap().as_secs_f64() / total;
+            assert!((0.699..=0.901).contains(&at), "{at}");
+        }
+    }
+
+    #[test]
+    fn kubeconfigs_with_expired_or_missing_certificates_need_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let kc = |name: &str, cert: &str, key: &str| {
+            std::fs::write(dir.path().join(format!("{name}.pem")), format!("{cert}{key}")).unwrap();
+            let p = dir.path().join(format!("{name}.conf"));
+            std::fs::write(
+                &p,
+                format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:1'}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\nusers: [{{name: u, user: {{client-certificate: {name}.pem, client-key: {name}.pem}}}}]\n"),
+            )
+            .unwrap();
+            p
+        };
+        let (cert, key) = self_signed(Duration::from_secs(3600));
+        let good = kc("good", &cert, &key);
+        assert!(still_valid(&good));
+        let (pem, key_pem) = identity(&good).unwrap().unwrap();
+        assert!(ClientCertificate::from_pem(&pem, &key_pem).is_ok(), "one file holding both loads");
+        let (old, key) = self_signed(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(!still_valid(&kc("old", &old, &key)));
+        assert!(!still_valid(&dir.path().join("missing.conf")));
+    }
+
+    #[test]
+    fn stored_certificates_replace_the_current_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = store(dir.path(), "CERT1\n", "KEY1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "CERT1\nKEY1\n");
+        std::thread::sleep(Duration::from_millis(1100));
+        store(dir.path(), "CERT2", "KEY2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join(CURRENT)).unwrap(), "CERT2\nKEY2\n");
+        use std::os::unix::fs::PermissionsExt;
+        let target = std::fs::read_link(dir.path().join(CURRENT)).unwrap();
+        assert_eq!(std::fs::metadata(target).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
