@@ -17,7 +17,8 @@
 # FERROKUBE_CONTAINER_LOG_MAX_FILES (5): when container logs are rotated, FERROKUBE_EVICTION_HARD (the
 # kubelet's evictionHard; by default, as kind does for a development cluster on a shared disk, only
 # memory.available<100Mi: the disk signals are off, so a full laptop disk does not evict the cluster),
-# FERROKUBE_IMAGE_GC_HIGH_THRESHOLD (100, image garbage collection off, as kind has it: with no registry
+# FERROKUBE_SERVER_TLS_BOOTSTRAP (false: the kubelet asks for a serving certificate, which an admin
+# approves with kubectl certificate approve), FERROKUBE_IMAGE_GC_HIGH_THRESHOLD (100, image garbage collection off, as kind has it: with no registry
 # an image collected while no pod uses it could not be pulled again).
 # The kubelet joins as kubeadm's join makes it: a bootstrap token (bootstrap-kubelet.conf), a
 # CertificateSigningRequest the controller manager approves and signs, its own key and certificate in
@@ -282,6 +283,7 @@ podLogsDir: $LOGS/pods
 staticPodPath: $STATE/manifests
 healthzPort: ${FERROKUBE_KUBELET_HEALTHZ_PORT:-10248}
 rotateCertificates: true
+serverTLSBootstrap: ${FERROKUBE_SERVER_TLS_BOOTSTRAP:-false}
 podPidsLimit: ${FERROKUBE_POD_PIDS_LIMIT:--1}
 containerLogMaxSize: ${FERROKUBE_CONTAINER_LOG_MAX_SIZE:-10Mi}
 containerLogMaxFiles: ${FERROKUBE_CONTAINER_LOG_MAX_FILES:-5}

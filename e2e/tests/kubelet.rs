@@ -552,6 +552,23 @@ fn certificates(c: &LocalCluster, _ns: &str) {
     });
     let log = c.log("kubelet");
     assert!(log.contains("client certificate rotated"), "{log}");
+    // serverTLSBootstrap: a kubelet-serving request waits for an administrator, then the certificate
+    // names the node and its address.
+    let serving = c.wait("a serving certificate request", Duration::from_secs(60), || {
+        csrs("csr-").into_iter().find(|r| r["spec"]["signerName"] == "kubernetes.io/kubelet-serving")
+    });
+    assert!(!approved(&serving) && serving["status"]["certificate"].is_null(), "not approved on its own: {serving}");
+    assert_eq!(serving["spec"]["username"], format!("system:node:{}", c.node));
+    c.k(&["certificate", "approve", serving["metadata"]["name"].as_str().unwrap()]);
+    let server_pem = c.path("kubelet/pki/kubelet-server-current.pem");
+    c.wait("the serving certificate", Duration::from_secs(60), || server_pem.exists().then_some(()));
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&server_pem)
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&o.stdout);
+    assert!(sans.contains(&format!("DNS:{}", c.node)) && sans.contains("IP Address:"), "{sans}");
     // Still a working node: its lease keeps being renewed after the rotation.
     let t0 = c.get("kube-node-lease", &format!("lease/{}", c.node))["spec"]["renewTime"].as_str().unwrap().to_string();
     c.wait("the lease renewed after rotation", Duration::from_secs(30), || {
@@ -859,6 +876,7 @@ fn kubelet_runs_pods_in_containerd() {
             // Logs rotate past 16KiB, three files at most (no other scenario writes that much).
             ("FERROKUBE_CONTAINER_LOG_MAX_SIZE", "16Ki"),
             ("FERROKUBE_CONTAINER_LOG_MAX_FILES", "3"),
+            ("FERROKUBE_SERVER_TLS_BOOTSTRAP", "true"),
         ],
     );
     let scenarios: Vec<(&str, Scenario)> = vec![

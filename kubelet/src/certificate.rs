@@ -21,10 +21,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
-const CURRENT: &str = "kubelet-client-current.pem";
-/// Usages of an ECDSA client key (key encipherment is for RSA keys only).
-const USAGES: [&str; 2] = ["digital signature", "client auth"];
+/// What a certificate is for: the signer, the usages of an ECDSA key (key encipherment is for RSA
+/// keys only) and the file name prefix in the certificate directory.
+#[derive(Clone, Copy)]
+struct Kind {
+    signer: &'static str,
+    usages: [&'static str; 2],
+    prefix: &'static str,
+    what: &'static str,
+}
+
+const CLIENT: Kind = Kind {
+    signer: "kubernetes.io/kube-apiserver-client-kubelet",
+    usages: ["digital signature", "client auth"],
+    prefix: "kubelet-client",
+    what: "client",
+};
+/// `serverTLSBootstrap`: the serving certificate (for the kubelet's server on 10250), which no
+/// controller approves on its own: an administrator does (`kubectl certificate approve`).
+const SERVING: Kind = Kind {
+    signer: "kubernetes.io/kubelet-serving",
+    usages: ["digital signature", "server auth"],
+    prefix: "kubelet-server",
+    what: "serving",
+};
+const USAGES: [&str; 2] = CLIENT.usages;
 /// How long the kubelet waits for its request to be signed (upstream's bootstrap waits an hour).
 const WAIT: Duration = Duration::from_secs(3600);
 
@@ -145,11 +166,18 @@ fn digested_name(public_key_der: &[u8], node: &str) -> String {
     format!("node-csr-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize()))
 }
 
-/// Asks for a node client certificate with `client`'s identity and waits until it is issued. With
-/// `named`, the request gets the digested name (bootstrap); otherwise a generated `csr-` one.
-async fn request(client: &kube::Client, node: &str, named: bool) -> Result<(String, String), String> {
+/// Asks for a node certificate of `kind` (with `sans` for a serving one) with `client`'s identity
+/// and waits until it is issued. With `named`, the request gets the digested name (bootstrap);
+/// otherwise a generated `csr-` one.
+async fn request(
+    client: &kube::Client,
+    node: &str,
+    named: bool,
+    kind: Kind,
+    sans: &pki::cert::AltNames,
+) -> Result<(String, String), String> {
     let key = pki::keys::KeyAlgorithm::EcdsaP256.generate().map_err(|e| e.to_string())?;
-    let pem = pki::csr::new_request(&format!("system:node:{node}"), &["system:nodes"], &Default::default(), &key)
+    let pem = pki::csr::new_request(&format!("system:node:{node}"), &["system:nodes"], sans, &key)
         .map_err(|e| e.to_string())?;
     let name = named.then(|| digested_name(&rcgen::PublicKeyData::subject_public_key_info(&key), node));
     let csr = CertificateSigningRequest {
@@ -160,8 +188,8 @@ async fn request(client: &kube::Client, node: &str, named: bool) -> Result<(Stri
         },
         spec: CertificateSigningRequestSpec {
             request: ByteString(pem.into_bytes()),
-            signer_name: SIGNER.into(),
-            usages: Some(USAGES.iter().map(|u| u.to_string()).collect()),
+            signer_name: kind.signer.into(),
+            usages: Some(kind.usages.iter().map(|u| u.to_string()).collect()),
             ..Default::default()
         },
         status: None,
@@ -169,7 +197,7 @@ async fn request(client: &kube::Client, node: &str, named: bool) -> Result<(Stri
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let created = api.create(&PostParams::default(), &csr).await.map_err(|e| format!("creating the request: {e}"))?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    tracing::info!(csr = %name, "waiting for the client certificate request to be approved and signed");
+    tracing::info!(csr = %name, kind = kind.what, "waiting for the certificate request to be approved and signed");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let csr = api.get(&name).await.map_err(|e| format!("reading the request {name}: {e}"))?;
@@ -201,14 +229,14 @@ async fn request(client: &kube::Client, node: &str, named: bool) -> Result<(Stri
     }
 }
 
-/// Writes certificate and key to `<dir>/kubelet-client-<time>.pem` (0600) and points
-/// `kubelet-client-current.pem` at it with one rename; returns the symlink's path.
-fn store(dir: &Path, cert: &str, key: &str) -> Result<PathBuf, String> {
+/// Writes certificate and key to `<dir>/<prefix>-<time>.pem` (0600) and points
+/// `<prefix>-current.pem` at it with one rename; returns the symlink's path.
+fn store(dir: &Path, prefix: &str, cert: &str, key: &str) -> Result<PathBuf, String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d-%H-%M-%S").to_string();
-    let file = dir.join(format!("kubelet-client-{stamp}.pem"));
+    let file = dir.join(format!("{prefix}-{stamp}.pem"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -219,8 +247,8 @@ fn store(dir: &Path, cert: &str, key: &str) -> Result<PathBuf, String> {
     f.write_all(format!("{}\n{}", cert.trim_end(), key).as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| format!("writing {}: {e}", file.display()))?;
-    let current = dir.join(CURRENT);
-    let tmp = dir.join(format!(".{CURRENT}.tmp"));
+    let current = dir.join(format!("{prefix}-current.pem"));
+    let tmp = dir.join(format!(".{prefix}-current.pem.tmp"));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&file, &tmp)
         .and_then(|_| std::fs::rename(&tmp, &current))
@@ -235,8 +263,8 @@ async fn bootstrap_kubeconfig(bootstrap: &Path, kubeconfig: &Path, cert_dir: &Pa
     let client = component_base::client::from_flags(Some(&path), None, "kubelet", 50.0, 100)
         .await
         .map_err(|e| format!("the bootstrap kubeconfig: {e}"))?;
-    let (cert, key) = request(&client, node, true).await?;
-    let current = store(cert_dir, &cert, &key)?;
+    let (cert, key) = request(&client, node, true, CLIENT, &Default::default()).await?;
+    let current = store(cert_dir, CLIENT.prefix, &cert, &key)?;
     let mut kc = Kubeconfig::read_from(bootstrap).map_err(|e| format!("reading {path}: {e}"))?;
     let ctx_cluster = kc
         .contexts
@@ -310,8 +338,8 @@ async fn rotate_forever(client: kube::Client, current: Arc<ClientCertificate>, d
         tokio::time::sleep(wait).await;
         let mut backoff = Duration::from_secs(2);
         loop {
-            let renewed = match request(&client, &node, false).await {
-                Ok((cert, key)) => store(&dir, &cert, &key)
+            let renewed = match request(&client, &node, false, CLIENT, &Default::default()).await {
+                Ok((cert, key)) => store(&dir, CLIENT.prefix, &cert, &key)
                     .and_then(|_| current.set_pem(cert.as_bytes(), key.as_bytes()))
                     .map(|_| cert),
                 Err(e) => Err(e),
@@ -332,9 +360,45 @@ async fn rotate_forever(client: kube::Client, current: Arc<ClientCertificate>, d
     }
 }
 
+/// `serverTLSBootstrap`: keeps a serving certificate for the node's name and addresses in
+/// `<cert-dir>/kubelet-server-current.pem`, asking for one at start when there is no valid one and
+/// again at 70-90% of its lifetime. Requests nobody approves are retried every 15 minutes (upstream's
+/// certificate manager gives up waiting after that long too).
+pub async fn serving_forever(client: kube::Client, dir: PathBuf, node: String, ips: Vec<String>) {
+    let mut sans = pki::cert::AltNames::default();
+    sans.add(&node);
+    for ip in &ips {
+        sans.add(ip);
+    }
+    let current = dir.join(format!("{}-current.pem", SERVING.prefix));
+    loop {
+        let pem = std::fs::read(&current).unwrap_or_default();
+        let valid = validity(&pem).is_some_and(|(from, to)| (from..to).contains(&SystemTime::now()));
+        if valid {
+            let wait = rotation_deadline(&pem).duration_since(SystemTime::now()).unwrap_or_default();
+            tracing::info!(wait = ?wait, "serving certificate rotation scheduled");
+            tokio::time::sleep(wait).await;
+        }
+        let asked = tokio::time::timeout(Duration::from_secs(900), request(&client, &node, false, SERVING, &sans));
+        match asked.await {
+            Ok(Ok((cert, key))) => match store(&dir, SERVING.prefix, &cert, &key) {
+                Ok(p) => tracing::info!(file = %p.display(), "serving certificate issued"),
+                Err(e) => tracing::warn!(error = %e, "storing the serving certificate"),
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "serving certificate request failed");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Err(_) => tracing::warn!("serving certificate request not approved within 15 minutes; asking again"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CURRENT: &str = "kubelet-client-current.pem";
 
     fn self_signed(valid_for: Duration) -> (String, String) {
         let key = pki::keys::KeyAlgorithm::EcdsaP256.generate().unwrap();
@@ -383,10 +447,10 @@ mod tests {
     #[test]
     fn stored_certificates_replace_the_current_link() {
         let dir = tempfile::tempdir().unwrap();
-        let first = store(dir.path(), "CERT1\n", "KEY1\n").unwrap();
+        let first = store(dir.path(), "kubelet-client", "CERT1\n", "KEY1\n").unwrap();
         assert_eq!(std::fs::read_to_string(&first).unwrap(), "CERT1\nKEY1\n");
         std::thread::sleep(Duration::from_millis(1100));
-        store(dir.path(), "CERT2", "KEY2\n").unwrap();
+        store(dir.path(), "kubelet-client", "CERT2", "KEY2\n").unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join(CURRENT)).unwrap(), "CERT2\nKEY2\n");
         use std::os::unix::fs::PermissionsExt;
         let target = std::fs::read_link(dir.path().join(CURRENT)).unwrap();

@@ -184,6 +184,8 @@ pub struct Config {
     pub cert_dir: String,
     /// `rotateCertificates`: renew the client certificate before it expires.
     pub rotate_certificates: bool,
+    /// `serverTLSBootstrap`: ask for a serving certificate through a CertificateSigningRequest.
+    pub server_tls_bootstrap: bool,
     /// `podPidsLimit`: the most processes a pod's cgroup may hold (-1: no limit).
     pub pod_pids_limit: i64,
     /// `imageGCHighThresholdPercent` (85), `imageGCLowThresholdPercent` (80), `imageMinimumGCAge` (2m).
@@ -369,6 +371,7 @@ impl Config {
                 .unwrap_or_else(|| format!("{}/pki", f.root_dir.trim_end_matches('/'))),
             // Off unless asked for, as upstream (kubeadm's kubelet config turns it on).
             rotate_certificates: f.rotate_certificates.or(file.rotate_certificates).unwrap_or(false),
+            server_tls_bootstrap: file.server_tls_bootstrap.unwrap_or(false),
             pod_pids_limit: f.pod_max_pids.or(file.pod_pids_limit).unwrap_or(-1),
             image_gc_high,
             image_gc_low,

@@ -67,6 +67,14 @@ async fn run(cfg: config::Config, cni_conf_dir: String) -> Result<(), Box<dyn st
     .await?;
     let cri = cri::Runtime::connect(&cfg.runtime_endpoint, &cfg.image_endpoint, cfg.runtime_request_timeout)?;
     let node_ips = if cfg.node_ips.is_empty() { vec![detect_node_ip()] } else { cfg.node_ips.clone() };
+    if cfg.server_tls_bootstrap {
+        tokio::spawn(certificate::serving_forever(
+            client.clone(),
+            std::path::PathBuf::from(&cfg.cert_dir),
+            cfg.node_name.clone(),
+            node_ips.clone(),
+        ));
+    }
     std::fs::create_dir_all(&cfg.root_dir)?;
     std::fs::create_dir_all(std::path::Path::new(&cfg.root_dir).join("pods"))?;
     tracing::info!(node = %cfg.node_name, runtime = %cfg.runtime_endpoint, node_ips = ?node_ips, "starting kubelet");
