@@ -43,6 +43,8 @@ pub struct Kubelet {
     /// Wakes the node status loop (runtime readiness changed).
     pub node_status_kick: Notify,
     pub cni_conf_dir: String,
+    /// `--cni-bridge-name`: the bridge the network configuration names.
+    pub cni_bridge: String,
     runtime: Mutex<RuntimeState>,
     pod_cidr: Mutex<Option<String>>,
 }
@@ -54,6 +56,7 @@ impl Kubelet {
         cri: cri::Runtime,
         node_ips: Vec<String>,
         cni_conf_dir: String,
+        cni_bridge: String,
     ) -> Kubelet {
         let events = EventRecorder::core_v1(client.clone(), "kubelet", &config.node_name);
         Kubelet {
@@ -67,6 +70,7 @@ impl Kubelet {
             evictions: Default::default(),
             node_status_kick: Notify::new(),
             cni_conf_dir,
+            cni_bridge,
             runtime: Mutex::new(RuntimeState {
                 problem: Some("container runtime status check may not have completed yet".into()),
                 ..Default::default()
@@ -100,7 +104,7 @@ impl Kubelet {
         *cur = Some(cidr.clone());
         drop(cur);
         tracing::info!(pod_cidr = %cidr, "updating pod CIDR");
-        if let Err(e) = crate::cni::write_conflist(&self.cni_conf_dir, &cidr) {
+        if let Err(e) = crate::cni::write_conflist(&self.cni_conf_dir, &cidr, &self.cni_bridge) {
             tracing::error!(error = %e, dir = %self.cni_conf_dir, "writing the CNI configuration");
         }
         let mut rt = self.cri.runtime.clone();

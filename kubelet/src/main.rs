@@ -31,6 +31,9 @@ struct Cli {
     /// Where the kubelet writes the CNI network configuration for the runtime.
     #[arg(long, default_value = "/etc/cni/net.d")]
     cni_conf_dir: String,
+    /// The bridge of that network configuration (another kubelet on the same machine needs its own).
+    #[arg(long, default_value = cni::BRIDGE)]
+    cni_bridge_name: String,
 }
 
 fn main() {
@@ -50,13 +53,13 @@ fn main() {
         std::process::exit(1);
     }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(cfg, cli.cni_conf_dir)) {
+    if let Err(e) = rt.block_on(run(cfg, cli.cni_conf_dir, cli.cni_bridge_name)) {
         eprintln!("E command failed: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run(cfg: config::Config, cni_conf_dir: String) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(cfg: config::Config, cni_conf_dir: String, cni_bridge: String) -> Result<(), Box<dyn std::error::Error>> {
     let client = certificate::client(
         cfg.kubeconfig.as_deref(),
         cfg.bootstrap_kubeconfig.as_deref(),
@@ -79,7 +82,7 @@ async fn run(cfg: config::Config, cni_conf_dir: String) -> Result<(), Box<dyn st
     std::fs::create_dir_all(std::path::Path::new(&cfg.root_dir).join("pods"))?;
     tracing::info!(node = %cfg.node_name, runtime = %cfg.runtime_endpoint, node_ips = ?node_ips, "starting kubelet");
     let healthz = (cfg.healthz_bind_address.clone(), cfg.healthz_port);
-    let k = Arc::new(kubelet::Kubelet::new(cfg, client, cri, node_ips, cni_conf_dir));
+    let k = Arc::new(kubelet::Kubelet::new(cfg, client, cri, node_ips, cni_conf_dir, cni_bridge));
     if healthz.1 > 0 {
         tokio::spawn(serve_healthz(healthz.0, healthz.1));
     }
