@@ -59,7 +59,12 @@ pub async fn client(
     node: &str,
     rotate: bool,
 ) -> Result<kube::Client, String> {
-    if let (Some(path), Some(bootstrap)) = (kubeconfig, bootstrap) {
+    // With rotation, the newest stored certificate wins over the kubeconfig's own (which may be an
+    // inline one, long replaced), as upstream's certificate store does.
+    let stored = std::fs::read(cert_dir.join(format!("{}-current.pem", CLIENT.prefix)))
+        .ok()
+        .filter(|pem| rotate && valid_now(pem));
+    if let (Some(path), Some(bootstrap), None) = (kubeconfig, bootstrap, &stored) {
         if !still_valid(Path::new(path)) {
             tracing::info!(
                 kubeconfig = path,
@@ -71,7 +76,11 @@ pub async fn client(
     }
     let cfg =
         component_base::client::config_from_flags(kubeconfig, None, "kubelet").await.map_err(|e| e.to_string())?;
-    let Some((cert, key)) = kubeconfig.map(|k| identity(Path::new(k))).transpose()?.flatten() else {
+    let own = match stored {
+        Some(pem) => Some((pem.clone(), pem)),
+        None => kubeconfig.map(|k| identity(Path::new(k))).transpose()?.flatten(),
+    };
+    let Some((cert, key)) = own else {
         return component_base::client::limited_client(cfg, 50.0, 100).map_err(|e| e.to_string());
     };
     let current = ClientCertificate::from_pem(&cert, &key)?;
@@ -129,11 +138,13 @@ fn still_valid(path: &Path) -> bool {
     match identity(path) {
         Err(_) => false,
         Ok(None) => true,
-        Ok(Some((cert, _))) => validity(&cert).is_some_and(|(from, to)| {
-            let now = SystemTime::now();
-            from <= now && now < to
-        }),
+        Ok(Some((cert, _))) => valid_now(&cert),
     }
+}
+
+/// Whether the (first) certificate in `pem` is within its validity now.
+fn valid_now(pem: &[u8]) -> bool {
+    validity(pem).is_some_and(|(from, to)| (from..to).contains(&SystemTime::now()))
 }
 
 /// The certificate's notBefore and notAfter.
@@ -373,8 +384,7 @@ pub async fn serving_forever(client: kube::Client, dir: PathBuf, node: String, i
     let current = dir.join(format!("{}-current.pem", SERVING.prefix));
     loop {
         let pem = std::fs::read(&current).unwrap_or_default();
-        let valid = validity(&pem).is_some_and(|(from, to)| (from..to).contains(&SystemTime::now()));
-        if valid {
+        if valid_now(&pem) {
             let wait = rotation_deadline(&pem).duration_since(SystemTime::now()).unwrap_or_default();
             tracing::info!(wait = ?wait, "serving certificate rotation scheduled");
             tokio::time::sleep(wait).await;
@@ -442,6 +452,34 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         assert!(!still_valid(&kc("old", &old, &key)));
         assert!(!still_valid(&dir.path().join("missing.conf")));
+    }
+
+    #[tokio::test]
+    async fn with_rotation_the_stored_certificate_wins_over_an_expired_inline_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, old_key) = self_signed(Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let kubeconfig = dir.path().join("kubelet.conf");
+        std::fs::write(
+            &kubeconfig,
+            format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\nusers: [{{name: u, user: {{client-certificate-data: {}, client-key-data: {}}}}}]\n", b64(&old), b64(&old_key)),
+        )
+        .unwrap();
+        // Bootstrapping would have to reach a server that is not there.
+        let bootstrap = dir.path().join("bootstrap.conf");
+        std::fs::write(
+            &bootstrap,
+            "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\nusers: [{name: u, user: {token: abcdef.0123456789abcdef}}]\n",
+        )
+        .unwrap();
+        let certs = dir.path().join("pki");
+        let (fresh, fresh_key) = self_signed(Duration::from_secs(3600));
+        store(&certs, CLIENT.prefix, &fresh, &fresh_key).unwrap();
+        let (k, b) = (kubeconfig.to_str().unwrap(), bootstrap.to_str().unwrap());
+        assert!(client(Some(k), Some(b), &certs, "n", true).await.is_ok(), "the stored certificate is used");
+        let Err(e) = client(Some(k), Some(b), &certs, "n", false).await else { panic!("bootstrap succeeded") };
+        assert!(e.contains("creating the request"), "without rotation the expired one sends it to bootstrap: {e}");
     }
 
     #[test]
