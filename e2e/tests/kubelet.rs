@@ -372,9 +372,11 @@ fn stop(child: &mut std::process::Child) {
 }
 
 /// A second kubelet with its own containerd on the same machine (same network namespace, its own
-/// root, state, socket, CNI directory, kubelet root and healthz port) joins through the same bootstrap
-/// token, gets its own pod CIDR, runs a pod, and a pod on the first node reaches it by pod IP. It is
-/// tainted so that the other scenarios' pods stay on the first node.
+/// root, state, socket, CNI directory, bridge, kubelet root and healthz port) joins through the same
+/// bootstrap token. Started before its runtime, its node reports upstream's "container runtime is
+/// down" and becomes Ready once containerd is up; it gets its own pod CIDR, runs a pod, and a pod on
+/// the first node reaches it by pod IP. It is tainted so that the other scenarios' pods stay on the
+/// first node.
 fn second_node(c: &LocalCluster, ns: &str) {
     let dir = c.path("node-b");
     for d in ["containerd", "cni", "kubelet", "logs", "manifests"] {
@@ -391,16 +393,53 @@ fn second_node(c: &LocalCluster, ns: &str) {
         .replace(&format!("{state}/cni/net.d"), &format!("{b}/cni"));
     assert!(config.contains(&sock), "{config}");
     std::fs::write(dir.join("containerd/config.toml"), &config).unwrap();
+    std::fs::write(
+        dir.join("kubelet/config.yaml"),
+        format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\ncgroupRoot: /ferrokube-b\nclusterDomain: cluster.local\npodLogsDir: {b}/logs\nstaticPodPath: {b}/manifests\nhealthzPort: 10249\nrotateCertificates: true\nevictionHard: {{memory.available: 100Mi, nodefs.available: 0%, imagefs.available: 0%}}\n"),
+    )
+    .unwrap();
     let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut containerd = c
-        .in_netns("containerd")
-        .args(["--config", &format!("{b}/containerd/config.toml")])
-        .stdout(log("containerd"))
-        .stderr(log("containerd-err"))
+    let node = format!("{}-b", c.node);
+    let mut kubelet = c
+        .in_netns(common::bin_dir().join("kubelet"))
+        .args(["--bootstrap-kubeconfig", &format!("{state}/bootstrap-kubelet.conf")])
+        .args(["--kubeconfig", &format!("{b}/kubelet/kubelet.conf"), "--cert-dir", &format!("{b}/kubelet/pki")])
+        .args([
+            "--config",
+            &format!("{b}/kubelet/config.yaml"),
+            "--container-runtime-endpoint",
+            &format!("unix://{sock}"),
+        ])
+        .args(["--root-dir", &format!("{b}/kubelet"), "--cni-conf-dir", &format!("{b}/cni")])
+        .args(["--cni-bridge-name", "ferrokube1", "--hostname-override", &node, "--node-ip", "127.0.0.1"])
+        .args(["--register-with-taints", "ferrokube.test/second=true:NoSchedule"])
+        .stdout(log("kubelet"))
+        .stderr(log("kubelet-err"))
         .spawn()
         .unwrap();
-    let node = format!("{}-b", c.node);
+    let mut containerd: Option<std::process::Child> = None;
+    let ready = |c: &LocalCluster| -> serde_json::Value {
+        let n = c.get("default", &format!("node/{node}"));
+        n["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+            .unwrap_or_default()
+    };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // No runtime yet: the node registers, not ready, with upstream's reason.
+        let cond = c.wait("the second node registered without a runtime", Duration::from_secs(90), || {
+            c.kubectl(&["get", "node", &node]).status.success().then(|| ready(c)).filter(|r| r["status"] == "False")
+        });
+        assert_eq!(cond["reason"], "KubeletNotReady", "{cond}");
+        assert!(cond["message"].as_str().unwrap().starts_with("container runtime is down"), "{cond}");
+        containerd = Some(
+            c.in_netns("containerd")
+                .args(["--config", &format!("{b}/containerd/config.toml")])
+                .stdout(log("containerd"))
+                .stderr(log("containerd-err"))
+                .spawn()
+                .unwrap(),
+        );
         c.wait("the second containerd", Duration::from_secs(30), || std::path::Path::new(&sock).exists().then_some(()));
         let o = Command::new("bash")
             .arg(repo().join("deploy/images/build.sh"))
@@ -409,45 +448,12 @@ fn second_node(c: &LocalCluster, ns: &str) {
             .output()
             .unwrap();
         assert!(o.status.success(), "importing images: {}", text(&o));
-        std::fs::write(
-            dir.join("kubelet/config.yaml"),
-            format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\ncgroupRoot: /ferrokube-b\nclusterDomain: cluster.local\npodLogsDir: {b}/logs\nstaticPodPath: {b}/manifests\nhealthzPort: 10249\nrotateCertificates: true\nevictionHard: {{memory.available: 100Mi, nodefs.available: 0%, imagefs.available: 0%}}\n"),
-        )
-        .unwrap();
-        let mut kubelet = c
-            .in_netns(common::bin_dir().join("kubelet"))
-            .args(["--bootstrap-kubeconfig", &format!("{state}/bootstrap-kubelet.conf")])
-            .args(["--kubeconfig", &format!("{b}/kubelet/kubelet.conf"), "--cert-dir", &format!("{b}/kubelet/pki")])
-            .args([
-                "--config",
-                &format!("{b}/kubelet/config.yaml"),
-                "--container-runtime-endpoint",
-                &format!("unix://{sock}"),
-            ])
-            .args(["--root-dir", &format!("{b}/kubelet"), "--cni-conf-dir", &format!("{b}/cni")])
-            .args(["--cni-bridge-name", "ferrokube1"])
-            .args(["--hostname-override", &node, "--node-ip", "127.0.0.1"])
-            .args(["--register-with-taints", "ferrokube.test/second=true:NoSchedule"])
-            .stdout(log("kubelet"))
-            .stderr(log("kubelet-err"))
-            .spawn()
-            .unwrap();
-        let inner = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            c.wait("the second node Ready", Duration::from_secs(120), || {
-                let o = c.kubectl(&[
-                    "get",
-                    "node",
-                    &node,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-                ]);
-                (text(&o).trim() == "True").then_some(())
-            });
-            let n = c.get("default", &format!("node/{node}"));
-            let cidr_a = c.get("default", &format!("node/{}", c.node))["spec"]["podCIDR"].clone();
-            assert!(n["spec"]["podCIDR"].is_string() && n["spec"]["podCIDR"] != cidr_a, "own pod CIDR: {}", n["spec"]);
-            c.apply(&format!(
-                r#"
+        c.wait("the second node Ready", Duration::from_secs(120), || (ready(c)["status"] == "True").then_some(()));
+        let n = c.get("default", &format!("node/{node}"));
+        let cidr_a = c.get("default", &format!("node/{}", c.node))["spec"]["podCIDR"].clone();
+        assert!(n["spec"]["podCIDR"].is_string() && n["spec"]["podCIDR"] != cidr_a, "own pod CIDR: {}", n["spec"]);
+        c.apply(&format!(
+            r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: far, namespace: {ns}}}
@@ -459,15 +465,15 @@ spec:
     image: busybox:1.36
     command: [sh, -c, "mkdir -p /www && echo hello-from-b > /www/index.html && httpd -f -p 8080 -h /www"]
 "#
-            ));
-            let p = c.wait_pod(ns, "far", "Running on the second node", 90, |p| p["status"]["phase"] == "Running");
-            assert_eq!(p["spec"]["nodeName"], node.as_str());
-            let ip = p["status"]["podIP"].as_str().unwrap().to_string();
-            let far_id = cstatus(&p)["containerID"].as_str().unwrap().trim_start_matches("containerd://").to_string();
-            // It lives in the second runtime, not the first one's.
-            assert!(!c.crictl(&["ps"]).contains(&far_id));
-            c.apply(&format!(
-                r#"
+        ));
+        let p = c.wait_pod(ns, "far", "Running on the second node", 90, |p| p["status"]["phase"] == "Running");
+        assert_eq!(p["spec"]["nodeName"], node.as_str());
+        let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+        let far_id = cstatus(&p)["containerID"].as_str().unwrap().trim_start_matches("containerd://").to_string();
+        // It lives in the second runtime, not the first one's.
+        assert!(!c.crictl(&["ps"]).contains(&far_id));
+        c.apply(&format!(
+            r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: near, namespace: {ns}}}
@@ -477,35 +483,33 @@ spec:
   containers:
   - {{name: c, image: busybox:1.36, command: [sh, -c, "for i in 1 2 3 4 5; do wget -qO- http://{ip}:8080/index.html && exit 0; sleep 1; done; exit 1"]}}
 "#,
-                c.node
-            ));
-            let p = c.wait_pod(ns, "near", "done", 60, |p| {
-                matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-            });
-            assert_eq!(p["status"]["phase"], "Succeeded", "{}", p["status"]);
-            assert!(pod_log(c, ns, "near", "c", 0).contains("hello-from-b"));
-            c.k(&["delete", "pod", "-n", ns, "far", "--grace-period=1"]);
-        }));
-        stop(&mut kubelet);
+            c.node
+        ));
+        let p = c.wait_pod(ns, "near", "done", 60, |p| {
+            matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        });
+        assert_eq!(p["status"]["phase"], "Succeeded", "{}", p["status"]);
+        assert!(pod_log(c, ns, "near", "c", 0).contains("hello-from-b"));
+        c.k(&["delete", "pod", "-n", ns, "far", "--grace-period=1"]);
+    }));
+    stop(&mut kubelet);
+    if let Some(mut ctr) = containerd {
         let _ = c
             .in_netns(common::bin_dir().join("ferrocrictl"))
             .args(["--runtime-endpoint", &format!("unix://{sock}"), "rmp", "--all"])
             .output();
-        if let Err(e) = inner {
-            let tail = std::fs::read_to_string(dir.join("kubelet-err.log")).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(30).collect();
-            panic!(
-                "{}\n--- second kubelet ---\n{}",
-                e.downcast_ref::<String>().cloned().unwrap_or_default(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }));
-    stop(&mut containerd);
+        stop(&mut ctr);
+    }
     let _ = c.kubectl(&["delete", "node", &node, "--wait=false"]);
     let _ = c.in_netns("ip").args(["link", "delete", "ferrokube1"]).output();
     if let Err(e) = result {
-        std::panic::resume_unwind(e);
+        let tail = std::fs::read_to_string(dir.join("kubelet-err.log")).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(30).collect();
+        panic!(
+            "{}\n--- second kubelet ---\n{}",
+            e.downcast_ref::<String>().cloned().unwrap_or_default(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 }
 

@@ -121,6 +121,7 @@ pub struct FileConfig {
     pub node_status_report_frequency: Option<Duration>,
     pub node_lease_duration_seconds: Option<i32>,
     pub serialize_image_pulls: Option<bool>,
+    pub max_parallel_image_pulls: Option<i32>,
     pub fail_swap_on: Option<bool>,
     pub rotate_certificates: Option<bool>,
     #[serde(rename = "serverTLSBootstrap")]
@@ -184,6 +185,9 @@ pub struct Config {
     pub cert_dir: String,
     /// `rotateCertificates`: renew the client certificate before it expires.
     pub rotate_certificates: bool,
+    /// `serializeImagePulls` (true) and `maxParallelImagePulls` (no limit).
+    pub serialize_image_pulls: bool,
+    pub max_parallel_image_pulls: Option<usize>,
     /// `serverTLSBootstrap`: ask for a serving certificate through a CertificateSigningRequest.
     pub server_tls_bootstrap: bool,
     /// `podPidsLimit`: the most processes a pod's cgroup may hold (-1: no limit).
@@ -304,6 +308,17 @@ impl Config {
                 "imageGCLowThresholdPercent ({image_gc_low}) must be less than imageGCHighThresholdPercent ({image_gc_high})"
             )));
         }
+        let serialize_image_pulls = file.serialize_image_pulls.unwrap_or(true);
+        if let Some(n) = file.max_parallel_image_pulls {
+            if n < 1 {
+                return Err(ConfigError::Invalid(format!("maxParallelImagePulls ({n}) must be a positive number")));
+            }
+            if serialize_image_pulls && n > 1 {
+                return Err(ConfigError::Invalid(format!(
+                    "maxParallelImagePulls ({n}) must be unset or set to 1 when serializeImagePulls (true) is enabled"
+                )));
+            }
+        }
         let max_pods = f.max_pods.or(file.max_pods).unwrap_or(110);
         if max_pods < 0 {
             return Err(ConfigError::Invalid(format!("maxPods ({max_pods}) must not be a negative number")));
@@ -372,6 +387,8 @@ impl Config {
             // Off unless asked for, as upstream (kubeadm's kubelet config turns it on).
             rotate_certificates: f.rotate_certificates.or(file.rotate_certificates).unwrap_or(false),
             server_tls_bootstrap: file.server_tls_bootstrap.unwrap_or(false),
+            serialize_image_pulls,
+            max_parallel_image_pulls: file.max_parallel_image_pulls.map(|n| n as usize),
             pod_pids_limit: f.pod_max_pids.or(file.pod_pids_limit).unwrap_or(-1),
             image_gc_high,
             image_gc_low,
@@ -466,6 +483,11 @@ mod tests {
                 .contains("imageGCLowThresholdPercent (60) must be less than imageGCHighThresholdPercent (50)"),
             "{e}"
         );
+        let p = load("serializeImagePulls: false\nmaxParallelImagePulls: 3\n").unwrap();
+        assert_eq!((p.serialize_image_pulls, p.max_parallel_image_pulls), (false, Some(3)));
+        assert!(d.serialize_image_pulls, "serialized by default");
+        let e = load("maxParallelImagePulls: 2\n").unwrap_err();
+        assert!(e.to_string().contains("must be unset or set to 1 when serializeImagePulls (true) is enabled"), "{e}");
         let e = load("containerLogMaxFiles: 1\n").unwrap_err();
         assert!(e.to_string().contains("containerLogMaxFiles (1) must be equal to or greater than 2"), "{e}");
     }

@@ -38,6 +38,9 @@ pub struct Kubelet {
     pub node_ips: Vec<String>,
     pub events: EventRecorder,
     pub pressure: Pressure,
+    /// Image pulls in flight: one at a time with `serializeImagePulls` (the default), else at most
+    /// `maxParallelImagePulls`.
+    pub pulls: tokio::sync::Semaphore,
     /// Pods the eviction manager evicts (uid → status message); their workers stop them.
     pub evictions: Mutex<std::collections::HashMap<String, String>>,
     /// Wakes the node status loop (runtime readiness changed).
@@ -59,6 +62,11 @@ impl Kubelet {
         cni_bridge: String,
     ) -> Kubelet {
         let events = EventRecorder::core_v1(client.clone(), "kubelet", &config.node_name);
+        let pulls = match (config.serialize_image_pulls, config.max_parallel_image_pulls) {
+            (true, _) => 1,
+            (false, Some(n)) => n,
+            (false, None) => tokio::sync::Semaphore::MAX_PERMITS,
+        };
         Kubelet {
             config,
             client,
@@ -68,6 +76,7 @@ impl Kubelet {
             events,
             pressure: Pressure::default(),
             evictions: Default::default(),
+            pulls: tokio::sync::Semaphore::new(pulls),
             node_status_kick: Notify::new(),
             cni_conf_dir,
             cni_bridge,

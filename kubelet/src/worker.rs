@@ -576,6 +576,8 @@ impl Worker {
             }
         }
         self.k.events.emit(pod, false, "Pulling", format!("Pulling image \"{image}\""));
+        // serializeImagePulls (default) or maxParallelImagePulls: a permit per pull in flight.
+        let _permit = self.k.pulls.acquire().await.expect("pull semaphore open");
         let started = Instant::now();
         let r = img
             .pull_image(c::PullImageRequest {
