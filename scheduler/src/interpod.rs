@@ -134,6 +134,11 @@ impl Affinity {
 type PerDomain = HashMap<String, HashMap<String, i64>>;
 
 fn add(m: &mut PerDomain, key: &str, value: &str, n: i64) {
+    // Most calls land on a domain already counted: no key strings are made for those.
+    if let Some(v) = m.get_mut(key).and_then(|d| d.get_mut(value)) {
+        *v += n;
+        return;
+    }
     *m.entry(key.to_string()).or_default().entry(value.to_string()).or_default() += n;
 }
 
@@ -154,14 +159,19 @@ pub struct State {
     scores: PerDomain,
 }
 
-/// Matching placed pods per node for a term.
-fn per_node(term: &Term, cache: &mut Cache, ns_labels: NamespaceLabels<'_>) -> HashMap<String, i64> {
+/// Adds the term's matching placed pods, per domain of its topology key, to `into`: from the cache's
+/// incremental per-node counters when the term looks at one namespace (read in place, not copied),
+/// else by walking the placed pods.
+fn count_term(term: &Term, cache: &mut Cache, ns_labels: NamespaceLabels<'_>, into: &mut PerDomain, sign: i64) {
     if let Some(ns) = term.single_namespace().map(String::from) {
         let sel = term.selector.clone();
         let key = cache.ensure_spread_counts(&ns, &term.id, move || {
             Box::new(move |l: &BTreeMap<String, String>, _: Option<&str>| sel.as_ref().is_some_and(|s| s.matches(l)))
         });
-        return cache.spread_counts_of(&key).cloned().unwrap_or_default();
+        if let Some(counts) = cache.spread_counts_of(&key) {
+            by_domain(term, counts, cache, into, sign);
+        }
+        return;
     }
     let mut out: HashMap<String, i64> = HashMap::new();
     for e in cache.placed_pods() {
@@ -169,7 +179,7 @@ fn per_node(term: &Term, cache: &mut Cache, ns_labels: NamespaceLabels<'_>) -> H
             *out.entry(e.node.clone()).or_default() += 1;
         }
     }
-    out
+    by_domain(term, &out, cache, into, sign);
 }
 
 /// Adds `count × weight` of each node's matching pods to the node's domain of the term's key.
@@ -196,21 +206,29 @@ pub fn prepare(pod: &Pod, cache: &mut Cache, ns_labels: NamespaceLabels<'_>, arg
             [(&a.required, &mut st.affinity_counts, 1), (&a.required_anti, &mut st.anti_counts, 1)]
         {
             for t in terms {
-                let counts = per_node(t, cache, ns_labels);
                 // Counts, not weights: a required term's weight is 1.
-                by_domain(t, &counts, cache, into, sign);
+                count_term(t, cache, ns_labels, into, sign);
             }
         }
         for (terms, sign) in [(&a.preferred, 1), (&a.preferred_anti, -1)] {
             for t in terms {
-                let counts = per_node(t, cache, ns_labels);
-                by_domain(t, &counts, cache, &mut st.scores, sign);
+                count_term(t, cache, ns_labels, &mut st.scores, sign);
             }
         }
     }
-    // The placed pods' terms that concern the incoming pod.
+    // The placed pods' terms that concern the incoming pod. Pods of one workload share their terms:
+    // whether a term selects the incoming pod is decided once per distinct term.
     let mut existing_anti = PerDomain::new();
     let mut scores = std::mem::take(&mut st.scores);
+    let mut selects: HashMap<String, bool> = HashMap::new();
+    let mut selects_pod = |t: &Term| -> bool {
+        if let Some(b) = selects.get(t.id.as_str()) {
+            return *b;
+        }
+        let b = t.matches(&ns, &labels, ns_labels);
+        selects.insert(t.id.clone(), b);
+        b
+    };
     for e in cache.placed_pods_with_affinity() {
         let Some(a) = &e.affinity else { continue };
         let Some(node_labels) = cache.node_labels(&e.node) else { continue };
@@ -219,21 +237,21 @@ pub fn prepare(pod: &Pod, cache: &mut Cache, ns_labels: NamespaceLabels<'_>, arg
                 add(into, &t.topology_key, v, n);
             }
         };
-        for t in a.required_anti.iter().filter(|t| t.matches(&ns, &labels, ns_labels)) {
+        for t in a.required_anti.iter().filter(|t| selects_pod(t)) {
             domain(t, &mut existing_anti, 1);
         }
         // hardPodAffinityWeight for the placed pods' required affinity terms (none at 0).
         let hard = args.hard_pod_affinity_weight;
-        for t in a.required.iter().filter(|t| hard > 0 && t.matches(&ns, &labels, ns_labels)) {
+        for t in a.required.iter().filter(|t| hard > 0 && selects_pod(t)) {
             domain(t, &mut scores, hard);
         }
         if args.ignore_preferred_terms_of_existing_pods {
             continue;
         }
-        for t in a.preferred.iter().filter(|t| t.matches(&ns, &labels, ns_labels)) {
+        for t in a.preferred.iter().filter(|t| selects_pod(t)) {
             domain(t, &mut scores, t.weight);
         }
-        for t in a.preferred_anti.iter().filter(|t| t.matches(&ns, &labels, ns_labels)) {
+        for t in a.preferred_anti.iter().filter(|t| selects_pod(t)) {
             domain(t, &mut scores, -t.weight);
         }
     }
