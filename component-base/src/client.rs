@@ -195,7 +195,11 @@ pub fn with_bearer_token(mut cfg: Config, token: BearerToken, qps: f64, burst: u
 /// A client certificate and key that can be replaced while clients use them (a kubelet's rotated
 /// certificate): new TLS connections present the current one.
 #[derive(Debug)]
-pub struct ClientCertificate(std::sync::RwLock<std::sync::Arc<rustls::sign::CertifiedKey>>);
+pub struct ClientCertificate(
+    std::sync::RwLock<std::sync::Arc<rustls::sign::CertifiedKey>>,
+    /// Bumped by every replacement: clients drop the connections opened with an older certificate.
+    std::sync::atomic::AtomicU64,
+);
 
 fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::sign::CertifiedKey, String> {
     use rustls_pki_types::pem::PemObject;
@@ -220,13 +224,14 @@ fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::sign::Certif
 impl ClientCertificate {
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<std::sync::Arc<ClientCertificate>, String> {
         let k = certified_key(cert_pem, key_pem)?;
-        Ok(std::sync::Arc::new(ClientCertificate(std::sync::RwLock::new(std::sync::Arc::new(k)))))
+        Ok(std::sync::Arc::new(ClientCertificate(std::sync::RwLock::new(std::sync::Arc::new(k)), Default::default())))
     }
 
     /// Replaces the certificate; connections opened from now on present the new one.
     pub fn set_pem(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
         let k = certified_key(cert_pem, key_pem)?;
         *self.0.write().expect("certificate lock") = std::sync::Arc::new(k);
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
@@ -250,6 +255,44 @@ impl rustls::client::ResolvesClientCert for ClientCertificate {
     }
 }
 
+type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+type Pool = hyper_util::client::legacy::Client<Https, kube::client::Body>;
+
+fn pool(https: &Https) -> Pool {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https.clone())
+}
+
+/// The HTTP client behind a client-certificate client: when the certificate is replaced, a new
+/// connection pool replaces the old one, as upstream's kubelet closes its connections on rotation.
+/// The API server checks a client certificate on every request, so a kept-alive connection opened
+/// with a certificate that has since expired would fail with 401. Requests in flight (watches)
+/// finish on their connections.
+#[derive(Clone)]
+struct Repooling {
+    connector: Https,
+    pool: std::sync::Arc<std::sync::Mutex<(u64, Pool)>>,
+    cert: std::sync::Arc<ClientCertificate>,
+}
+
+impl tower::Service<Request<kube::client::Body>> for Repooling {
+    type Response = Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
+        let epoch = self.cert.1.load(std::sync::atomic::Ordering::SeqCst);
+        let mut p = self.pool.lock().expect("pool lock");
+        if p.0 != epoch {
+            *p = (epoch, pool(&self.connector));
+        }
+        p.1.request(req)
+    }
+}
+
 /// A metered, rate-limited client for `cfg`'s server and CA that authenticates with `cert`, whichever
 /// certificate it holds when a connection opens, instead of `cfg`'s own credentials.
 pub fn with_client_certificate(
@@ -263,7 +306,10 @@ pub fn with_client_certificate(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     cfg.auth_info = kube::config::AuthInfo::default();
     let mut tls = cfg.rustls_client_config()?;
-    tls.client_auth_cert_resolver = cert;
+    tls.client_auth_cert_resolver = cert.clone();
+    // A resumed TLS session carries the identity of the session it resumes: a new connection after
+    // rotation would still be the old certificate. Go's clients keep no session cache either.
+    tls.resumption = rustls::client::Resumption::disabled();
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(cfg.connect_timeout);
@@ -277,8 +323,14 @@ pub fn with_client_certificate(
         None => builder,
     };
     let https = builder.enable_http1().wrap_connector(http);
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, kube::client::Body>(https);
+    let hyper = Repooling {
+        pool: std::sync::Arc::new(std::sync::Mutex::new((
+            cert.1.load(std::sync::atomic::Ordering::SeqCst),
+            pool(&https),
+        ))),
+        connector: https,
+        cert,
+    };
     let service =
         tower::ServiceBuilder::new().layer(cfg.base_uri_layer()).layer(cfg.extra_headers_layer()?).service(hyper);
     let builder = ClientBuilder::new(service, cfg.default_namespace.clone()).with_layer(&MeteredLayer);
@@ -311,4 +363,99 @@ pub async fn from_flags(
     burst: u32,
 ) -> Result<Client, ClientError> {
     limited_client(config_from_flags(kubeconfig, master, component).await?, qps, burst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn leaf(ca: &rcgen::Issuer<'_, rcgen::KeyPair>, cn: &str, server: bool) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if server {
+            p.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        }
+        (p.signed_by(&key, ca).unwrap().pem(), key.serialize_pem())
+    }
+
+    /// A replaced certificate is presented on the very next request, not only on connections the
+    /// pool happens to open later: the server answers with the CN of the connection's certificate.
+    #[tokio::test]
+    async fn a_replaced_certificate_is_used_at_once() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ca");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca = rcgen::Issuer::new(ca_params, ca_key);
+        let (server_pem, server_key) = leaf(&ca, "server", true);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+        use rustls_pki_types::pem::PemObject;
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![rustls_pki_types::CertificateDer::from_pem_slice(server_pem.as_bytes()).unwrap()],
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(server_key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned()).unwrap();
+                    let parsed = x509_cn(&peer);
+                    let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        let cn = parsed.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(cn),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        let mut kcfg = Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+        kcfg.root_cert = Some(vec![ca_cert.der().to_vec()]);
+        let (a, a_key) = leaf(&ca, "first", false);
+        let cert = ClientCertificate::from_pem(a.as_bytes(), a_key.as_bytes()).unwrap();
+        let client = with_client_certificate(kcfg, cert.clone(), 0.0, 0).unwrap();
+        let get = || async { client.request_text(http::Request::get("/").body(Vec::new()).unwrap()).await.unwrap() };
+        assert_eq!(get().await, "first");
+        assert_eq!(get().await, "first");
+        let (b, b_key) = leaf(&ca, "second", false);
+        cert.set_pem(b.as_bytes(), b_key.as_bytes()).unwrap();
+        assert_eq!(get().await, "second", "the kept-alive connection of the old certificate is not reused");
+    }
+
+    /// The CN of a DER certificate (the test's own certificates carry just one).
+    fn x509_cn(der: &[u8]) -> String {
+        // The CN value follows the OID 2.5.4.3 (06 03 55 04 03) and a string tag and length.
+        let oid = [0x06, 0x03, 0x55, 0x04, 0x03];
+        let mut last = String::new();
+        for i in 0..der.len().saturating_sub(oid.len() + 2) {
+            if der[i..i + 5] == oid {
+                let len = der[i + 6] as usize;
+                last = String::from_utf8_lossy(&der[i + 7..i + 7 + len]).into_owned();
+            }
+        }
+        last
+    }
 }
