@@ -112,20 +112,16 @@ pub fn client(cfg: Config) -> Result<Client, ClientError> {
 /// (`--kube-api-qps`, `--kube-api-burst`; a long-running watch counts once, when it starts).
 pub fn limited_client(cfg: Config, qps: f64, burst: u32) -> Result<Client, ClientError> {
     let builder = ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer);
-    Ok(match rate_limit(qps, burst) {
-        Some(limit) => builder.with_layer(&limit).build(),
-        None => builder.build(),
-    })
+    Ok(builder.with_layer(&rate_limit(qps, burst)).build())
 }
 
 /// `--kube-api-qps`/`--kube-api-burst` as a rate limit (none when qps is not positive).
-fn rate_limit(qps: f64, burst: u32) -> Option<tower::limit::RateLimitLayer> {
-    if qps <= 0.0 {
-        return None;
-    }
-    let burst = burst.max(1) as f64;
-    let per = std::time::Duration::from_secs_f64(burst.max(qps) / qps);
-    Some(tower::limit::RateLimitLayer::new(burst.max(qps) as u64, per))
+fn rate_limit(qps: f64, burst: u32) -> tower::util::Either<tower::limit::RateLimitLayer, tower::layer::util::Identity> {
+    tower::util::option_layer((qps > 0.0).then(|| {
+        let burst = burst.max(1) as f64;
+        let per = std::time::Duration::from_secs_f64(burst.max(qps) / qps);
+        tower::limit::RateLimitLayer::new(burst.max(qps) as u64, per)
+    }))
 }
 
 /// A bearer token that can be replaced while clients use it (a service-account token renewed before
@@ -186,10 +182,7 @@ impl<S> tower::Layer<S> for BearerLayer {
 pub fn with_bearer_token(mut cfg: Config, token: BearerToken, qps: f64, burst: u32) -> Result<Client, ClientError> {
     cfg.auth_info = kube::config::AuthInfo::default();
     let builder = ClientBuilder::try_from(cfg)?.with_layer(&MeteredLayer).with_layer(&BearerLayer(token));
-    Ok(match rate_limit(qps, burst) {
-        Some(limit) => builder.with_layer(&limit).build(),
-        None => builder.build(),
-    })
+    Ok(builder.with_layer(&rate_limit(qps, burst)).build())
 }
 
 /// A client certificate and key that can be replaced while clients use them (a kubelet's rotated
@@ -334,10 +327,7 @@ pub fn with_client_certificate(
     let service =
         tower::ServiceBuilder::new().layer(cfg.base_uri_layer()).layer(cfg.extra_headers_layer()?).service(hyper);
     let builder = ClientBuilder::new(service, cfg.default_namespace.clone()).with_layer(&MeteredLayer);
-    Ok(match rate_limit(qps, burst) {
-        Some(limit) => builder.with_layer(&limit).build(),
-        None => builder.build(),
-    })
+    Ok(builder.with_layer(&rate_limit(qps, burst)).build())
 }
 
 /// `--kubeconfig`/`--master` with the component's user agent (`kube-controller-manager/v1.35.0 ...`).
