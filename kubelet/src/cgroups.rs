@@ -69,20 +69,15 @@ pub fn pod_limits(pod: &k8s_openapi::api::core::v1::Pod, pids_limit: i64) -> Pod
     let Some(spec) = pod.spec.as_ref() else {
         return PodLimits { cpu_shares: 2, cpu_quota: None, memory: None, pids };
     };
-    let amount = |c: &k8s_openapi::api::core::v1::Container, kind: &str, name: &str| -> Option<f64> {
-        let r = c.resources.as_ref()?;
-        let m = if kind == "limits" { r.limits.as_ref()? } else { r.requests.as_ref()? };
-        apimachinery::quantity::parse(&m.get(name)?.0)
-    };
     // (sum over app containers, max over init containers) in millicores for cpu and bytes for
     // memory, each container rounded up as upstream's quantities are; None when some container
     // lacks it and `all_needed`.
     let total = |kind: &str, name: &str, all_needed: bool| -> Option<i64> {
         let scale = if name == "cpu" { 1000.0 } else { 1.0 };
         let of = |c| {
-            let v = amount(c, kind, name);
+            let v = crate::spec::res(c, kind, name);
             // A request defaults to the limit.
-            let v = if kind == "requests" { v.or_else(|| amount(c, "limits", name)) } else { v };
+            let v = if kind == "requests" { v.or_else(|| crate::spec::res(c, "limits", name)) } else { v };
             v.map(|v| apimachinery::quantity::ceil(v * scale))
         };
         let mut sum = 0;

@@ -210,19 +210,20 @@ async fn usage(k: &Kubelet, pod: &Pod) -> Usage {
     u
 }
 
-fn request(pod: &Pod, container: &str, resource: &str) -> i64 {
-    let c = pod.spec.iter().flat_map(|s| s.containers.iter()).find(|c| c.name == container);
-    c.and_then(|c| c.resources.as_ref())
-        .and_then(|r| {
-            r.requests.as_ref().and_then(|m| m.get(resource)).or(r.limits.as_ref().and_then(|m| m.get(resource)))
-        })
-        .and_then(|q| apimachinery::quantity::value(&q.0))
+fn container<'a>(pod: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::core::v1::Container> {
+    pod.spec.iter().flat_map(|s| s.containers.iter()).find(|c| c.name == name)
+}
+
+/// A container's request of `resource` (its limit when it requests none), 0 without either.
+fn request(pod: &Pod, name: &str, resource: &str) -> i64 {
+    container(pod, name)
+        .and_then(|c| crate::spec::res(c, "requests", resource).or_else(|| crate::spec::res(c, "limits", resource)))
+        .map(apimachinery::quantity::ceil)
         .unwrap_or(0)
 }
 
-fn limit(pod: &Pod, container: &str, resource: &str) -> Option<i64> {
-    let c = pod.spec.iter().flat_map(|s| s.containers.iter()).find(|c| c.name == container)?;
-    c.resources.as_ref()?.limits.as_ref()?.get(resource).and_then(|q| apimachinery::quantity::value(&q.0))
+fn limit(pod: &Pod, name: &str, resource: &str) -> Option<i64> {
+    container(pod, name).and_then(|c| crate::spec::res(c, "limits", resource)).map(apimachinery::quantity::ceil)
 }
 
 /// Static pods and pods of the system-critical priority classes (upstream's IsCriticalPod).

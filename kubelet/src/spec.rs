@@ -31,7 +31,8 @@ impl Qos {
     }
 }
 
-fn res(c: &Container, kind: &str, name: &str) -> Option<f64> {
+/// A container's `requests` or `limits` (`kind`) of resource `name`, as a number.
+pub fn res(c: &Container, kind: &str, name: &str) -> Option<f64> {
     let r = c.resources.as_ref()?;
     let m = if kind == "limits" { r.limits.as_ref()? } else { r.requests.as_ref()? };
     apimachinery::quantity::parse(&m.get(name)?.0)
