@@ -12,6 +12,7 @@ pub mod informer;
 pub mod leaderelection;
 pub mod logging;
 pub mod metrics;
+pub mod scheduling;
 pub mod serving;
 pub mod storage;
 pub mod taints;

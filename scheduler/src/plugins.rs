@@ -6,8 +6,7 @@
 use crate::cache::{NodeInfo, Resources};
 use crate::profile::*;
 use component_base::taints::tolerates;
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint};
-use std::collections::BTreeMap;
+use k8s_openapi::api::core::v1::{NodeSelectorTerm, Pod, PodSpec, Taint};
 
 /// Why a node does not fit; `resolvable` says whether evicting pods could help (preemption).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,57 +24,14 @@ fn fit_fail(reason: impl Into<String>) -> Failure {
     Failure { reason: reason.into(), resolvable: true }
 }
 
-fn requirement_matches(
-    r: &NodeSelectorRequirement,
-    labels: &BTreeMap<String, String>,
-    fields: &BTreeMap<String, String>,
-    field: bool,
-) -> bool {
-    let source = if field { fields } else { labels };
-    let v = source.get(&r.key);
-    let values = r.values.clone().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => v.is_some_and(|v| values.contains(v)),
-        "NotIn" => v.is_none_or(|v| !values.contains(v)),
-        "Exists" => v.is_some(),
-        "DoesNotExist" => v.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) =
-                (v.and_then(|v| v.parse::<i64>().ok()), values.first().and_then(|b| b.parse::<i64>().ok()))
-            else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// A node selector term: every expression and field matches (an empty term matches nothing).
+/// A node selector term against a scheduler node.
 pub fn term_matches(t: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let exprs = t.match_expressions.clone().unwrap_or_default();
-    let fields = t.match_fields.clone().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let field_values: BTreeMap<String, String> = [("metadata.name".to_string(), node.name.clone())].into();
-    exprs.iter().all(|r| requirement_matches(r, &node.labels, &field_values, false))
-        && fields.iter().all(|r| requirement_matches(r, &node.labels, &field_values, true))
+    component_base::scheduling::term_matches(t, &node.name, &node.labels)
 }
 
 /// NodeAffinity's filter: the pod's `nodeSelector` and required node affinity terms.
-pub fn affinity_matches(spec: &k8s_openapi::api::core::v1::PodSpec, node: &NodeInfo) -> bool {
-    let selector_ok = spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
-    selector_ok && required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, node)))
+pub fn affinity_matches(spec: &PodSpec, node: &NodeInfo) -> bool {
+    component_base::scheduling::node_affinity_matches(spec, &node.name, &node.labels)
 }
 
 /// Runs every filter; the first failure is the node's reason, as upstream's filter loop stops there.
@@ -127,38 +83,21 @@ pub fn filter(
         }
     }
     // NodePorts.
-    let ports = if profile.on.node_ports { ports } else { &[] };
-    for (proto, ip, port) in ports {
-        let clash = node
-            .used_ports
-            .iter()
-            .any(|(p, i, n)| p == proto && n == port && (i == ip || i == "0.0.0.0" || ip == "0.0.0.0"));
-        if clash {
-            return Err(fit_fail("node(s) didn't have free ports for the requested pod ports"));
-        }
+    if profile.on.node_ports && component_base::scheduling::ports_conflict(ports, &node.used_ports) {
+        return Err(fit_fail("node(s) didn't have free ports for the requested pod ports"));
     }
     // NodeResourcesFit.
     if !profile.on.node_resources_fit {
         return Ok(());
     }
-    if node.pods + 1 > node.allocatable.pods {
-        return Err(fit_fail("Too many pods"));
-    }
-    if req.cpu > 0 && node.requested.cpu + req.cpu > node.allocatable.cpu {
-        return Err(fit_fail("Insufficient cpu"));
-    }
-    if req.memory > 0 && node.requested.memory + req.memory > node.allocatable.memory {
-        return Err(fit_fail("Insufficient memory"));
-    }
-    if req.ephemeral > 0 && node.requested.ephemeral + req.ephemeral > node.allocatable.ephemeral {
-        return Err(fit_fail("Insufficient ephemeral-storage"));
-    }
-    for (name, want) in req.scalar.iter().filter(|(n, _)| !profile.args.fit_ignores(n)) {
-        let have = node.allocatable.scalar.get(name).copied().unwrap_or(0);
-        let used = node.requested.scalar.get(name).copied().unwrap_or(0);
-        if *want > 0 && used + want > have {
-            return Err(fit_fail(format!("Insufficient {name}")));
-        }
+    let short =
+        component_base::scheduling::first_insufficient(req, &node.requested, node.pods, &node.allocatable, |n| {
+            profile.args.fit_ignores(n)
+        });
+    match short {
+        Some(s) if s.resource == "pods" => return Err(fit_fail("Too many pods")),
+        Some(s) => return Err(fit_fail(format!("Insufficient {}", s.resource))),
+        None => {}
     }
     Ok(())
 }
