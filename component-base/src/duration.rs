@@ -44,6 +44,35 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// A duration as Go's `time.Duration.String()` prints it (`2m0s`, `1h0m0s`, `1.5s`, `500ms`).
+pub fn format_duration(d: Duration) -> String {
+    fn trim(v: f64) -> String {
+        let s = format!("{v:.9}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", trim(nanos as f64 / 1e3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", trim(nanos as f64 / 1e6));
+    }
+    let secs = d.as_secs();
+    let (h, m) = (secs / 3600, secs % 3600 / 60);
+    let s = trim((secs % 60) as f64 + f64::from(d.subsec_nanos()) / 1e9);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m{s}s"),
+        (h, m) => format!("{h}h{m}m{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +85,16 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("15").is_err());
         assert!(parse_duration("5y").is_err());
+        for (d, text) in [
+            (Duration::from_secs(120), "2m0s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(8760 * 3600), "8760h0m0s"),
+        ] {
+            assert_eq!(format_duration(d), text);
+        }
         assert_eq!("10s".parse::<GoDuration>().unwrap(), GoDuration(Duration::from_secs(10)));
     }
 }

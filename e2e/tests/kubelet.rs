@@ -658,6 +658,27 @@ spec:
     });
     let f = c.get(ns, "pod/frugal");
     assert_eq!(f["status"]["phase"], "Running", "{}", f["status"]);
+    // Container garbage collection (every minute): nothing of the evicted pod stays in the runtime,
+    // while its neighbour's sandbox and container do.
+    let uid = |pod: &serde_json::Value| pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let (hoarder, frugal) = (uid(&p), uid(&f));
+    c.wait("the evicted pod's containers and sandbox to be collected", Duration::from_secs(90), || {
+        runtime_containers(c, &hoarder).is_empty().then_some(())
+    });
+    assert_eq!(runtime_containers(c, &frugal).len(), 2, "the sandbox and container of a running pod stay");
+    let hoarder_now = c.get(ns, "pod/hoarder");
+    assert_eq!(hoarder_now["status"]["reason"], "Evicted", "the status stays: {}", hoarder_now["status"]);
+}
+
+/// The containerd containers (sandboxes included) of the pod with uid `uid`.
+fn runtime_containers(c: &LocalCluster, uid: &str) -> Vec<String> {
+    let o = Command::new("ctr")
+        .args(["--address", c.path("run/containerd.sock").to_str().unwrap(), "-n", "k8s.io", "containers", "ls", "-q"])
+        .arg(format!("labels.\"io.kubernetes.pod.uid\"=={uid}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ctr containers ls: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect()
 }
 
 /// TLS bootstrap through a bootstrap token, then rotation with the node's own identity.
@@ -859,8 +880,10 @@ fn restart_kubelet(c: &LocalCluster, while_down: impl FnOnce()) {
     std::thread::spawn(move || child.wait());
 }
 
-/// Memory pressure (a threshold above the machine's memory, set by restarting the kubelet with it):
-/// the condition and its taint, and evictions in upstream's order, BestEffort before a pod within
+/// Memory pressure (a soft threshold above the machine's memory with a 20s grace period, set by
+/// restarting the kubelet with it): the condition and its taint at once; admission turning away a
+/// BestEffort pod (and a pod asking for more CPU than the node has) while admitting a Burstable
+/// one; evictions only after the grace period, in upstream's order, BestEffort before a pod within
 /// its request; the static pod (critical) stays.
 fn pressure(c: &LocalCluster, ns: &str) {
     c.apply(&format!(
@@ -912,9 +935,12 @@ spec:
     let config = c.path("kubelet/config.yaml");
     restart_kubelet(c, || {
         let text = std::fs::read_to_string(&config).unwrap();
-        let mut lines: Vec<String> =
-            text.lines().filter(|l| !l.starts_with("evictionHard:")).map(String::from).collect();
-        lines.push(format!("evictionHard: {{memory.available: {}Ki}}", total_kib + (1 << 20)));
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.extend([
+            format!("evictionSoft: {{memory.available: {}Ki}}", total_kib + (1 << 20)),
+            "evictionSoftGracePeriod: {memory.available: 20s}".into(),
+            "evictionMaxPodGracePeriod: 5".into(),
+        ]);
         std::fs::write(&config, lines.join("\n") + "\n").unwrap();
     });
     c.wait("MemoryPressure and its taint", Duration::from_secs(90), || {
@@ -925,6 +951,62 @@ spec:
         });
         (cond["status"] == "True" && cond["reason"] == "KubeletHasInsufficientMemory" && tainted).then_some(())
     });
+    let node = c.get("default", &format!("node/{}", c.node));
+    let conditions = node["status"]["conditions"].as_array().unwrap();
+    let pressure_since = conditions.iter().find(|c| c["type"] == "MemoryPressure").unwrap()["lastTransitionTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Admission while under memory pressure (bound by name, as the kubelet sees pods the scheduler
+    // would not place on a tainted node).
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: turned-away, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  containers: [{{name: c, image: busybox:1.36, command: [sleep, "600"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: admitted, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  containers:
+  - {{name: c, image: busybox:1.36, command: [sleep, "600"], resources: {{requests: {{memory: 8Mi}}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: too-big, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  containers:
+  - {{name: c, image: busybox:1.36, command: [sleep, "600"], resources: {{requests: {{cpu: "1000"}}}}}}
+"#,
+        node = c.node
+    ));
+    let rejected = c.wait_pod(ns, "turned-away", "Failed", 60, |p| p["status"]["phase"] == "Failed");
+    assert_eq!(rejected["status"]["reason"], "Evicted", "{}", rejected["status"]);
+    assert_eq!(rejected["status"]["message"], "Pod was rejected: The node had condition: [MemoryPressure]. ");
+    assert!(rejected["status"]["containerStatuses"].is_null(), "nothing ran: {}", rejected["status"]);
+    let too_big = c.wait_pod(ns, "too-big", "Failed", 60, |p| p["status"]["phase"] == "Failed");
+    assert_eq!(too_big["status"]["reason"], "OutOfcpu", "{}", too_big["status"]);
+    let msg = too_big["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Pod was rejected: Node didn't have enough resource: cpu, requested: 1000000, used: "),
+        "{msg}"
+    );
+    let events = c.k(&["get", "events", "-n", ns, "--field-selector", "involvedObject.name=turned-away", "-o", "json"]);
+    assert!(events.contains("\"reason\": \"Evicted\""), "{events}");
+    let admitted = c.wait_pod(ns, "admitted", "Running (or Failed)", 60, |p| {
+        p["status"]["phase"] == "Running" || p["status"]["phase"] == "Failed"
+    });
+    assert!(
+        !admitted["status"]["message"].as_str().unwrap_or("").starts_with("Pod was rejected"),
+        "a Burstable pod is admitted under memory pressure: {}",
+        admitted["status"]
+    );
     let evicted_at = |name: &str| -> String {
         let p = c.wait_pod(ns, name, "Failed", 90, |p| p["status"]["phase"] == "Failed");
         assert_eq!(p["status"]["reason"], "Evicted", "{}", p["status"]);
@@ -934,6 +1016,11 @@ spec:
         t["lastTransitionTime"].as_str().unwrap().to_string()
     };
     let first = evicted_at("best-effort");
+    let secs = |t: &str| t.parse::<k8s_openapi::jiff::Timestamp>().unwrap().as_second();
+    assert!(
+        secs(&first) - secs(&pressure_since) >= 15,
+        "a soft threshold evicts only after its 20s grace period: pressure at {pressure_since}, eviction at {first}"
+    );
     let best_effort = c.get(ns, "pod/best-effort");
     let msg = best_effort["status"]["message"].as_str().unwrap();
     assert!(msg.contains("Container c was using "), "a container over its request is named: {msg}");

@@ -108,6 +108,13 @@ pub struct FileConfig {
     pub max_pods: Option<i64>,
     pub pod_pids_limit: Option<i64>,
     pub eviction_hard: Option<BTreeMap<String, String>>,
+    pub eviction_soft: Option<BTreeMap<String, String>>,
+    pub eviction_soft_grace_period: Option<BTreeMap<String, String>>,
+    pub eviction_minimum_reclaim: Option<BTreeMap<String, String>>,
+    pub eviction_max_pod_grace_period: Option<i32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub eviction_pressure_transition_period: Option<Duration>,
+    pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub container_log_max_size: Option<String>,
     pub container_log_max_files: Option<i32>,
     #[serde(default, deserialize_with = "de_duration")]
@@ -141,6 +148,8 @@ pub struct FileConfig {
     pub image_gc_low_threshold_percent: Option<i32>,
     #[serde(rename = "imageMinimumGCAge", default, deserialize_with = "de_duration")]
     pub image_minimum_gc_age: Option<Duration>,
+    #[serde(rename = "imageMaximumGCAge", default, deserialize_with = "de_duration")]
+    pub image_maximum_gc_age: Option<Duration>,
     #[serde(rename = "providerID")]
     pub provider_id: Option<String>,
 }
@@ -165,6 +174,15 @@ pub struct Config {
     pub cluster_domain: String,
     pub max_pods: i64,
     pub eviction_hard: BTreeMap<String, String>,
+    /// The hard and soft thresholds (`evictionHard`, `evictionSoft`, `evictionSoftGracePeriod`,
+    /// `evictionMinimumReclaim`).
+    pub eviction_thresholds: Vec<crate::eviction::Threshold>,
+    /// `evictionMaxPodGracePeriod` (0): the most grace a pod evicted for a soft threshold gets.
+    pub eviction_max_pod_grace_period: i64,
+    /// `evictionPressureTransitionPeriod` (5m): how long a pressure condition stays after it ends.
+    pub eviction_pressure_transition_period: Duration,
+    /// `allowedUnsafeSysctls`: sysctls (or `prefix*` patterns) allowed beyond the safe set.
+    pub allowed_unsafe_sysctls: Vec<String>,
     pub static_pod_path: Option<String>,
     pub sync_frequency: Duration,
     pub node_status_update_frequency: Duration,
@@ -196,6 +214,8 @@ pub struct Config {
     pub image_gc_high: i32,
     pub image_gc_low: i32,
     pub image_minimum_gc_age: Duration,
+    /// `imageMaximumGCAge` (0: off): an image unused this long goes whatever the disk usage.
+    pub image_maximum_gc_age: Duration,
     /// `--pod-infra-container-image`: the sandbox image, which image garbage collection keeps.
     pub pod_infra_container_image: String,
     /// `containerLogMaxSize` (10Mi) in bytes, `containerLogMaxFiles` (5) and
@@ -284,6 +304,14 @@ impl Config {
             // As upstream: a map given in the file replaces the defaults.
             eviction_hard = e.clone();
         }
+        let none = BTreeMap::new();
+        let eviction_thresholds = crate::eviction::parse_config(
+            &eviction_hard,
+            file.eviction_soft.as_ref().unwrap_or(&none),
+            file.eviction_soft_grace_period.as_ref().unwrap_or(&none),
+            file.eviction_minimum_reclaim.as_ref().unwrap_or(&none),
+        )
+        .map_err(ConfigError::Invalid)?;
         let log_size = file.container_log_max_size.clone().unwrap_or_else(|| "10Mi".into());
         let container_log_max_size = apimachinery::quantity::parse(&log_size)
             .filter(|v| *v > 0.0)
@@ -308,6 +336,16 @@ impl Config {
                 "imageGCLowThresholdPercent ({image_gc_low}) must be less than imageGCHighThresholdPercent ({image_gc_high})"
             )));
         }
+        let image_minimum_gc_age = file.image_minimum_gc_age.unwrap_or(Duration::from_secs(120));
+        let image_maximum_gc_age = file.image_maximum_gc_age.unwrap_or_default();
+        if !image_maximum_gc_age.is_zero() && image_maximum_gc_age <= image_minimum_gc_age {
+            return Err(ConfigError::Invalid(format!(
+                "imageMaximumGCAge {} must be greater than imageMinimumGCAge {}",
+                component_base::duration::format_duration(image_maximum_gc_age),
+                component_base::duration::format_duration(image_minimum_gc_age)
+            )));
+        }
+        let eviction_max_pod_grace_period = i64::from(file.eviction_max_pod_grace_period.unwrap_or(0));
         let serialize_image_pulls = file.serialize_image_pulls.unwrap_or(true);
         if let Some(n) = file.max_parallel_image_pulls {
             if n < 1 {
@@ -357,6 +395,12 @@ impl Config {
             cluster_domain: f.cluster_domain.clone().or(file.cluster_domain.clone()).unwrap_or_default(),
             max_pods,
             eviction_hard,
+            eviction_thresholds,
+            eviction_max_pod_grace_period,
+            eviction_pressure_transition_period: file
+                .eviction_pressure_transition_period
+                .unwrap_or(Duration::from_secs(300)),
+            allowed_unsafe_sysctls: file.allowed_unsafe_sysctls.clone().unwrap_or_default(),
             static_pod_path: f.pod_manifest_path.clone().or(file.static_pod_path.clone()).filter(|p| !p.is_empty()),
             sync_frequency: file.sync_frequency.unwrap_or(Duration::from_secs(60)),
             node_status_update_frequency: file.node_status_update_frequency.unwrap_or(Duration::from_secs(10)),
@@ -392,7 +436,8 @@ impl Config {
             pod_pids_limit: f.pod_max_pids.or(file.pod_pids_limit).unwrap_or(-1),
             image_gc_high,
             image_gc_low,
-            image_minimum_gc_age: file.image_minimum_gc_age.unwrap_or(Duration::from_secs(120)),
+            image_minimum_gc_age,
+            image_maximum_gc_age,
             pod_infra_container_image: f
                 .pod_infra_container_image
                 .clone()

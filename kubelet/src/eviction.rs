@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
@@ -40,6 +40,17 @@ impl Signal {
             "pid.available" => Signal::PidAvailable,
             _ => return None,
         })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::MemoryAvailable => "memory.available",
+            Signal::NodefsAvailable => "nodefs.available",
+            Signal::NodefsInodesFree => "nodefs.inodesFree",
+            Signal::ImagefsAvailable => "imagefs.available",
+            Signal::ImagefsInodesFree => "imagefs.inodesFree",
+            Signal::PidAvailable => "pid.available",
+        }
     }
 
     /// The resource a pod is evicted to reclaim, as upstream names it in the message.
@@ -69,31 +80,85 @@ pub struct Threshold {
     pub value: Value,
     /// As written, for messages.
     pub text: String,
+    /// How long the threshold must hold before pods are evicted for it (0 for `evictionHard`).
+    pub grace: Duration,
+    /// `evictionMinimumReclaim`: once met, the threshold holds until this much more is available.
+    pub min_reclaim: Option<Value>,
+    pub hard: bool,
 }
 
-/// `evictionHard` as thresholds, validated as upstream's ParseThresholdConfig; `0` and `0%` turn a
-/// signal off.
-pub fn parse_thresholds(m: &BTreeMap<String, String>) -> Result<Vec<Threshold>, String> {
+fn parse_statements(m: &BTreeMap<String, String>, hard: bool) -> Result<Vec<Threshold>, String> {
     let mut out = Vec::new();
     for (k, v) in m {
         let signal = Signal::parse(k).ok_or_else(|| format!("unsupported eviction signal {k}"))?;
         let value = if let Some(p) = v.strip_suffix('%') {
+            // As upstream: 0% and 100% turn the signal off.
+            if v == "0%" || v == "100%" {
+                continue;
+            }
             let p: f64 = p.parse().map_err(|_| format!("invalid eviction threshold {k}: {v}"))?;
-            if !(0.0..=100.0).contains(&p) {
-                return Err(format!("eviction percentage threshold {k} must be positive: {v}"));
+            if p < 0.0 {
+                return Err(format!("eviction percentage threshold {k} must be >= 0%: {v}"));
+            }
+            if p > 100.0 {
+                return Err(format!("eviction percentage threshold {k} must be <= 100%: {v}"));
             }
             Value::Percentage(p / 100.0)
         } else {
             let q = apimachinery::quantity::value(v).ok_or_else(|| format!("invalid eviction threshold {k}: {v}"))?;
-            if q < 0 {
+            if q <= 0 {
                 return Err(format!("eviction threshold {k} must be positive: {v}"));
             }
             Value::Quantity(q)
         };
-        if value == Value::Quantity(0) || value == Value::Percentage(0.0) {
-            continue;
-        }
-        out.push(Threshold { signal, value, text: v.clone() });
+        out.push(Threshold { signal, value, text: v.clone(), grace: Duration::ZERO, min_reclaim: None, hard });
+    }
+    Ok(out)
+}
+
+/// The thresholds of `evictionHard`, `evictionSoft` (each with its `evictionSoftGracePeriod`) and
+/// `evictionMinimumReclaim`, validated with upstream's ParseThresholdConfig messages.
+pub fn parse_config(
+    hard: &BTreeMap<String, String>,
+    soft: &BTreeMap<String, String>,
+    soft_grace: &BTreeMap<String, String>,
+    min_reclaim: &BTreeMap<String, String>,
+) -> Result<Vec<Threshold>, String> {
+    let mut out = parse_statements(hard, true)?;
+    let mut graces = HashMap::new();
+    for (k, v) in soft_grace {
+        let signal = Signal::parse(k).ok_or_else(|| format!("unsupported eviction signal {k}"))?;
+        let d = component_base::duration::parse_duration(v)
+            .map_err(|_| format!("invalid eviction grace period specified: {v}, must be a positive value"))?;
+        graces.insert(signal, d);
+    }
+    let mut reclaims = HashMap::new();
+    for (k, v) in min_reclaim {
+        let signal = Signal::parse(k).ok_or_else(|| format!("unsupported eviction signal {k}"))?;
+        let value = if let Some(p) = v.strip_suffix('%') {
+            let p: f64 = p.parse().map_err(|_| format!("invalid eviction minimum reclaim {k}: {v}"))?;
+            if p <= 0.0 {
+                return Err(format!("eviction percentage minimum reclaim {k} must be positive: {v}"));
+            }
+            Value::Percentage(p / 100.0)
+        } else {
+            let q =
+                apimachinery::quantity::value(v).ok_or_else(|| format!("invalid eviction minimum reclaim {k}: {v}"))?;
+            if q < 0 {
+                return Err(format!("negative eviction minimum reclaim specified for {k}"));
+            }
+            Value::Quantity(q)
+        };
+        reclaims.insert(signal, value);
+    }
+    for mut t in parse_statements(soft, false)? {
+        t.grace = *graces.get(&t.signal).ok_or_else(|| {
+            format!("grace period must be specified for the soft eviction threshold {}", t.signal.name())
+        })?;
+        out.push(t);
+    }
+    for t in &mut out {
+        t.min_reclaim = reclaims.get(&t.signal).cloned();
     }
     Ok(out)
 }
@@ -106,15 +171,84 @@ pub struct Observation {
 }
 
 impl Threshold {
-    fn limit(&self, capacity: i64) -> i64 {
-        match self.value {
-            Value::Quantity(q) => q,
+    fn amount(v: &Value, capacity: i64) -> i64 {
+        match v {
+            Value::Quantity(q) => *q,
             Value::Percentage(p) => (p * capacity as f64) as i64,
         }
     }
 
-    fn met(&self, obs: &HashMap<Signal, Observation>) -> bool {
-        obs.get(&self.signal).is_some_and(|o| o.available < self.limit(o.capacity))
+    fn limit(&self, capacity: i64) -> i64 {
+        Self::amount(&self.value, capacity)
+    }
+
+    /// Whether the signal is below the threshold (with `reclaim`, below the threshold plus its
+    /// minimum reclaim: a threshold once met holds until that much more is available).
+    fn met(&self, obs: &HashMap<Signal, Observation>, reclaim: bool) -> bool {
+        obs.get(&self.signal).is_some_and(|o| {
+            let extra = match (&self.min_reclaim, reclaim) {
+                (Some(m), true) => Self::amount(m, o.capacity),
+                _ => 0,
+            };
+            o.available < self.limit(o.capacity) + extra
+        })
+    }
+}
+
+/// The node conditions a signal drives: 0 MemoryPressure, 1 DiskPressure, 2 PIDPressure.
+fn condition_of(s: Signal) -> usize {
+    match s {
+        Signal::MemoryAvailable => 0,
+        Signal::PidAvailable => 2,
+        _ => 1,
+    }
+}
+
+/// What the manager remembers between passes, as upstream's: when each threshold was first seen
+/// met, when each pressure condition was last observed, and the thresholds acted on that have not
+/// yet reclaimed their minimum.
+#[derive(Default)]
+pub struct State {
+    first_observed: HashMap<usize, Instant>,
+    last_observed: [Option<Instant>; 3],
+    acting: Vec<usize>,
+}
+
+/// One pass's outcome: the pressure conditions to report, and the thresholds (indexes) whose grace
+/// period has passed, which evict pods.
+#[derive(Debug, PartialEq)]
+pub struct Decision {
+    pub conditions: [bool; 3],
+    pub act: Vec<usize>,
+}
+
+impl State {
+    pub fn update(
+        &mut self,
+        thresholds: &[Threshold],
+        obs: &HashMap<Signal, Observation>,
+        now: Instant,
+        transition: Duration,
+    ) -> Decision {
+        // Met now, ignoring grace periods; those acted on stay met until their minimum is reclaimed.
+        let mut met: Vec<usize> = (0..thresholds.len()).filter(|i| thresholds[*i].met(obs, false)).collect();
+        for i in &self.acting {
+            if !met.contains(i) && thresholds[*i].met(obs, true) {
+                met.push(*i);
+            }
+        }
+        met.sort_unstable();
+        self.first_observed.retain(|i, _| met.contains(i));
+        for i in &met {
+            self.first_observed.entry(*i).or_insert(now);
+            self.last_observed[condition_of(thresholds[*i].signal)] = Some(now);
+        }
+        // A condition stays reported for the transition period after it was last observed.
+        let conditions = self.last_observed.map(|t| t.is_some_and(|t| now.duration_since(t) < transition || t == now));
+        let act: Vec<usize> =
+            met.into_iter().filter(|i| now.duration_since(self.first_observed[i]) >= thresholds[*i].grace).collect();
+        self.acting = act.clone();
+        Decision { conditions, act }
     }
 }
 
@@ -227,7 +361,7 @@ fn limit(pod: &Pod, name: &str, resource: &str) -> Option<i64> {
 }
 
 /// Static pods and pods of the system-critical priority classes (upstream's IsCriticalPod).
-fn critical(pod: &Pod) -> bool {
+pub fn critical(pod: &Pod) -> bool {
     crate::static_pods::is_static(pod) || pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= 2_000_000_000)
 }
 
@@ -283,33 +417,36 @@ pub fn rank(cands: &mut [(Arc<Pod>, Usage)], signal: Signal) {
     });
 }
 
+/// A pod the eviction manager evicts: its status message and the grace its containers get.
+#[derive(Clone, Debug)]
+pub struct Eviction {
+    pub message: String,
+    pub grace: i64,
+}
+
 /// Asks the pod's worker to evict it (`message` becomes its status message) and records the
 /// `Evicted` event.
-fn evict(k: &Kubelet, m: &crate::pods::Manager, pod: &Pod, message: String) {
+fn evict(k: &Kubelet, m: &crate::pods::Manager, pod: &Pod, message: String, grace: i64) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    if k.evictions.lock().unwrap().insert(uid.clone(), message.clone()).is_some() {
+    let e = Eviction { message: message.clone(), grace };
+    if k.evictions.lock().unwrap().insert(uid.clone(), e).is_some() {
         return;
     }
-    tracing::info!(pod = %format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or("")), message = %message, "evicting pod");
+    tracing::info!(pod = %format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or("")), message = %message, grace, "evicting pod");
     k.events.emit(pod, true, "Evicted", message);
     m.kick(&uid);
 }
 
 pub async fn run(k: Arc<Kubelet>, m: Arc<crate::pods::Manager>) {
-    let thresholds = match parse_thresholds(&k.config.eviction_hard) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "eviction thresholds; the eviction manager is off");
-            return;
-        }
-    };
+    let mut state = State::default();
     loop {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        synchronize(&k, &m, &thresholds).await;
+        synchronize(&k, &m, &mut state).await;
     }
 }
 
-async fn synchronize(k: &Kubelet, m: &crate::pods::Manager, thresholds: &[Threshold]) {
+async fn synchronize(k: &Kubelet, m: &crate::pods::Manager, state: &mut State) {
+    let thresholds = &k.config.eviction_thresholds;
     let pods: Vec<Arc<Pod>> = m
         .active_pods()
         .into_iter()
@@ -324,37 +461,39 @@ async fn synchronize(k: &Kubelet, m: &crate::pods::Manager, thresholds: &[Thresh
     for (p, u) in &usages {
         if let Some(msg) = local_storage_violation(p, u) {
             if !critical(p) {
-                evict(k, m, p, msg);
+                evict(k, m, p, msg, 0);
                 evicted_for_storage = true;
             }
         }
     }
     let mut obs = observe(k).await;
-    let mut met: Vec<&Threshold> = thresholds.iter().filter(|t| t.met(&obs)).collect();
-    let flags = [
-        (&k.pressure.memory, met.iter().any(|t| t.signal == Signal::MemoryAvailable)),
-        (&k.pressure.disk, met.iter().any(|t| t.signal.disk())),
-        (&k.pressure.pid, met.iter().any(|t| t.signal == Signal::PidAvailable)),
-    ];
+    let decision = state.update(thresholds, &obs, Instant::now(), k.config.eviction_pressure_transition_period);
+    let flags = [&k.pressure.memory, &k.pressure.disk, &k.pressure.pid];
     let mut changed = false;
-    for (flag, on) in flags {
+    for (flag, on) in flags.into_iter().zip(decision.conditions) {
         changed |= flag.swap(on, std::sync::atomic::Ordering::Relaxed) != on;
     }
     if changed {
         k.node_status_kick.notify_one();
     }
-    if met.is_empty() || evicted_for_storage {
+    if decision.act.is_empty() || evicted_for_storage {
         return;
     }
-    // Disk: reclaim node-level resources first.
-    if met.iter().any(|t| t.signal.disk()) && crate::image_gc::remove_unused(k).await > 0 {
+    // Memory first, then disk, then PIDs, as upstream ranks the thresholds.
+    let t = decision.act.iter().map(|i| &thresholds[*i]).min_by_key(|t| (t.signal, !t.hard)).expect("one acts");
+    tracing::info!(signal = t.signal.name(), "eviction threshold met, attempting to reclaim");
+    k.node_event(true, "EvictionThresholdMet", format!("Attempting to reclaim {}", t.signal.resource()));
+    // Disk: reclaim node-level resources first (dead containers, terminated pods' included, then
+    // unused images); pods are spared if every threshold (ignoring grace periods, with minimum
+    // reclaims) is then satisfied.
+    if t.signal.disk()
+        && crate::container_gc::collect(k, m.pods(), true).await + crate::image_gc::remove_unused(k).await > 0
+    {
         obs = observe(k).await;
-        met.retain(|t| t.met(&obs));
-        if met.is_empty() {
+        if !thresholds.iter().any(|t| t.met(&obs, true)) {
             return;
         }
     }
-    let t = met.iter().min_by_key(|t| t.signal).copied().expect("a threshold is met");
     let mut cands: Vec<(Arc<Pod>, Usage)> = usages.into_iter().filter(|(p, _)| !critical(p)).collect();
     rank(&mut cands, t.signal);
     let Some((pod, u)) = cands.first() else {
@@ -385,35 +524,114 @@ async fn synchronize(k: &Kubelet, m: &crate::pods::Manager, thresholds: &[Thresh
             ));
         }
     }
-    evict(k, m, pod, msg);
+    // Hard thresholds kill at once; soft ones give the pod's grace period, capped at
+    // evictionMaxPodGracePeriod.
+    let grace = if t.hard {
+        0
+    } else {
+        let own = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        own.min(k.config.eviction_max_pod_grace_period).max(0)
+    };
+    evict(k, m, pod, msg, grace);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
     #[test]
     fn thresholds_parse_and_compare_as_upstream() {
-        let m: BTreeMap<String, String> =
-            [("memory.available", "100Mi"), ("nodefs.available", "10%"), ("imagefs.available", "0%")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        let t = parse_thresholds(&m).unwrap();
+        let none = BTreeMap::new();
+        let m = map(&[("memory.available", "100Mi"), ("nodefs.available", "10%"), ("imagefs.available", "0%")]);
+        let t = parse_config(&m, &none, &none, &none).unwrap();
         assert_eq!(t.len(), 2, "0% turns a signal off");
         let obs: HashMap<Signal, Observation> = [
             (Signal::MemoryAvailable, Observation { available: 99 << 20, capacity: 1 << 30 }),
             (Signal::NodefsAvailable, Observation { available: 11, capacity: 100 }),
         ]
         .into();
-        let met: Vec<Signal> = t.iter().filter(|t| t.met(&obs)).map(|t| t.signal).collect();
+        let met: Vec<Signal> = t.iter().filter(|t| t.met(&obs, false)).map(|t| t.signal).collect();
         assert_eq!(met, [Signal::MemoryAvailable]);
-        let bad: BTreeMap<String, String> = [("memory.free".to_string(), "1Gi".to_string())].into();
-        assert_eq!(parse_thresholds(&bad).unwrap_err(), "unsupported eviction signal memory.free");
+        let err = |h: &[(&str, &str)], s: &[(&str, &str)], g: &[(&str, &str)], r: &[(&str, &str)]| {
+            parse_config(&map(h), &map(s), &map(g), &map(r)).unwrap_err()
+        };
+        assert_eq!(err(&[("memory.free", "1Gi")], &[], &[], &[]), "unsupported eviction signal memory.free");
+        assert_eq!(
+            err(&[("memory.available", "0")], &[], &[], &[]),
+            "eviction threshold memory.available must be positive: 0"
+        );
+        assert_eq!(
+            err(&[("nodefs.available", "101%")], &[], &[], &[]),
+            "eviction percentage threshold nodefs.available must be <= 100%: 101%"
+        );
+        assert_eq!(
+            err(&[], &[("memory.available", "1Gi")], &[], &[]),
+            "grace period must be specified for the soft eviction threshold memory.available"
+        );
+        assert_eq!(
+            err(&[], &[], &[], &[("memory.available", "-1Mi")]),
+            "negative eviction minimum reclaim specified for memory.available"
+        );
+        let t = parse_config(
+            &map(&[("memory.available", "100Mi")]),
+            &map(&[("memory.available", "1Gi")]),
+            &map(&[("memory.available", "1m30s")]),
+            &map(&[("memory.available", "500Mi")]),
+        )
+        .unwrap();
+        assert_eq!((t[1].hard, t[1].grace), (false, Duration::from_secs(90)));
+        assert_eq!(t[0].min_reclaim, Some(Value::Quantity(500 << 20)), "a minimum reclaim applies to both");
         assert_eq!(
             (format_bytes(100 << 20), format_bytes(1536 << 10), format_bytes(1000)),
             ("100Mi".into(), "1536Ki".into(), "1000".into())
         );
+    }
+
+    #[test]
+    fn grace_periods_minimum_reclaim_and_the_transition_period() {
+        // Hard at 100 bytes with 50 to reclaim; soft at 200 after 30s.
+        let t = parse_config(
+            &map(&[("memory.available", "100")]),
+            &map(&[("memory.available", "200")]),
+            &map(&[("memory.available", "30s")]),
+            &map(&[("memory.available", "50")]),
+        )
+        .unwrap();
+        let (hard, soft) = (0, 1);
+        let at = |avail: i64| -> HashMap<Signal, Observation> {
+            [(Signal::MemoryAvailable, Observation { available: avail, capacity: 1000 })].into()
+        };
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let transition = Duration::from_secs(60);
+        let mut st = State::default();
+        // Below the soft threshold: the condition at once, no eviction until its grace has passed.
+        assert_eq!(
+            st.update(&t, &at(150), s(0), transition),
+            Decision { conditions: [true, false, false], act: vec![] }
+        );
+        assert_eq!(st.update(&t, &at(150), s(20), transition).act, Vec::<usize>::new());
+        assert_eq!(st.update(&t, &at(150), s(30), transition).act, vec![soft]);
+        // Back above it for a moment: the grace period starts again.
+        assert_eq!(st.update(&t, &at(260), s(40), transition).act, Vec::<usize>::new());
+        assert_eq!(st.update(&t, &at(150), s(50), transition).act, Vec::<usize>::new());
+        // Below the hard threshold: at once, and it holds until 150 (100 + 50) are available.
+        assert_eq!(st.update(&t, &at(90), s(60), transition).act, vec![hard]);
+        assert_eq!(st.update(&t, &at(120), s(70), transition).act, vec![hard], "minimum reclaim not met yet");
+        assert_eq!(
+            st.update(&t, &at(160), s(80), transition).act,
+            vec![soft],
+            "reclaimed; the soft one's grace ran on"
+        );
+        // All clear: the condition stays for the transition period after it was last observed.
+        let d = st.update(&t, &at(900), s(90), transition);
+        assert_eq!(d, Decision { conditions: [true, false, false], act: vec![] });
+        assert_eq!(st.update(&t, &at(900), s(139), transition).conditions, [true, false, false]);
+        assert_eq!(st.update(&t, &at(900), s(141), transition).conditions, [false, false, false]);
     }
 
     fn pod(name: &str, priority: i32, spec: serde_json::Value) -> Arc<Pod> {

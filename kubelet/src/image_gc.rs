@@ -1,7 +1,8 @@
 //! Image garbage collection, as upstream's image manager: every 5 minutes, when the image
 //! filesystem is more than `imageGCHighThresholdPercent` full, images no container uses are removed,
 //! least recently used first (then first detected), skipping those detected less than
-//! `imageMinimumGCAge` ago, until usage is back to `imageGCLowThresholdPercent`. The sandbox image and
+//! `imageMinimumGCAge` ago, until usage is back to `imageGCLowThresholdPercent`; with
+//! `imageMaximumGCAge`, an image unused for longer goes whatever the usage. The sandbox image and
 //! images the runtime pins stay. The eviction manager also calls `remove_unused` under disk pressure.
 
 use crate::kubelet::Kubelet;
@@ -98,6 +99,14 @@ pub fn choose(mut records: Vec<Record>, to_free: u64, now: Instant, min_age: Dur
     out
 }
 
+/// The images unused for longer than `max_age` (`imageMaximumGCAge`; zero turns it off).
+pub fn too_old(records: &[Record], now: Instant, max_age: Duration) -> Vec<String> {
+    if max_age.is_zero() {
+        return Vec::new();
+    }
+    records.iter().filter(|r| now.duration_since(r.last_used) > max_age).map(|r| r.id.clone()).collect()
+}
+
 pub async fn run(k: Arc<Kubelet>) {
     let mut first_seen: HashMap<String, Instant> = HashMap::new();
     let mut last_used: HashMap<String, Instant> = HashMap::new();
@@ -123,6 +132,20 @@ async fn collect(
     last_used: &HashMap<String, Instant>,
     now: Instant,
 ) {
+    let record = |i: &c::Image| Record {
+        id: i.id.clone(),
+        size: i.size,
+        first_seen: first_seen.get(&i.id).copied().unwrap_or(now),
+        last_used: last_used.get(&i.id).copied().unwrap_or_else(|| first_seen.get(&i.id).copied().unwrap_or(now)),
+    };
+    let old = too_old(&unused.iter().map(record).collect::<Vec<_>>(), now, k.config.image_maximum_gc_age);
+    let mut removed = HashSet::new();
+    for id in old {
+        tracing::info!(image = %id, max_age = ?k.config.image_maximum_gc_age, "removing an image unused for longer than imageMaximumGCAge");
+        if remove(k, &id).await {
+            removed.insert(id);
+        }
+    }
     let high = k.config.image_gc_high;
     if high >= 100 {
         return;
@@ -138,15 +161,7 @@ async fn collect(
         return;
     }
     let to_free = used - capacity * k.config.image_gc_low as u64 / 100;
-    let records: Vec<Record> = unused
-        .iter()
-        .map(|i| Record {
-            id: i.id.clone(),
-            size: i.size,
-            first_seen: first_seen.get(&i.id).copied().unwrap_or(now),
-            last_used: last_used.get(&i.id).copied().unwrap_or_else(|| first_seen.get(&i.id).copied().unwrap_or(now)),
-        })
-        .collect();
+    let records: Vec<Record> = unused.iter().filter(|i| !removed.contains(&i.id)).map(record).collect();
     let chosen = choose(records, to_free, now, k.config.image_minimum_gc_age);
     tracing::info!(
         usage_percent = percent,
@@ -188,6 +203,10 @@ mod tests {
         // 150 bytes: the two least recently used; the young image (first seen 50s ago) is skipped.
         assert_eq!(choose(records.clone(), 150, now, Duration::from_secs(120)), ["stale", "older"]);
         assert_eq!(choose(records.clone(), 10_000, now, Duration::from_secs(120)), ["stale", "older", "recent"]);
-        assert_eq!(choose(records, 0, now, Duration::from_secs(120)), Vec::<String>::new());
+        assert_eq!(choose(records.clone(), 0, now, Duration::from_secs(120)), Vec::<String>::new());
+        // imageMaximumGCAge: unused for more than 200s (last used at 500 is 100s ago; never used
+        // counts from first detection).
+        assert_eq!(too_old(&records, now, Duration::from_secs(200)), ["stale", "older"]);
+        assert_eq!(too_old(&records, now, Duration::ZERO), Vec::<String>::new());
     }
 }

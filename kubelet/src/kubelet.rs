@@ -41,14 +41,16 @@ pub struct Kubelet {
     /// Image pulls in flight: one at a time with `serializeImagePulls` (the default), else at most
     /// `maxParallelImagePulls`.
     pub pulls: tokio::sync::Semaphore,
-    /// Pods the eviction manager evicts (uid → status message); their workers stop them.
-    pub evictions: Mutex<std::collections::HashMap<String, String>>,
+    /// Pods the eviction manager evicts (uid → status message and grace); their workers stop them.
+    pub evictions: Mutex<std::collections::HashMap<String, crate::eviction::Eviction>>,
     /// Wakes the node status loop (runtime readiness changed).
     pub node_status_kick: Notify,
     pub cni_conf_dir: String,
     /// `--cni-bridge-name`: the bridge the network configuration names.
     pub cni_bridge: String,
     runtime: Mutex<RuntimeState>,
+    /// The Node as last read or written.
+    node: Mutex<Option<std::sync::Arc<Node>>>,
     pod_cidr: Mutex<Option<String>>,
 }
 
@@ -84,8 +86,31 @@ impl Kubelet {
                 problem: Some("container runtime status check may not have completed yet".into()),
                 ..Default::default()
             }),
+            node: Mutex::new(None),
             pod_cidr: Mutex::new(None),
         }
+    }
+
+    /// Records an event about this node (upstream's node reference: kind Node, the name as uid).
+    pub fn node_event(&self, warning: bool, reason: &str, note: String) {
+        let r = k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(self.config.node_name.clone()),
+            uid: Some(self.config.node_name.clone()),
+            ..Default::default()
+        };
+        self.events.emit_ref(r, warning, reason, reason, note);
+    }
+
+    /// The Node as last read or written; before that, the Node the kubelet would register.
+    pub fn node(&self) -> std::sync::Arc<Node> {
+        self.node.lock().unwrap().clone().unwrap_or_else(|| std::sync::Arc::new(crate::node::initial_node(self)))
+    }
+
+    /// The pressure conditions in force: MemoryPressure, DiskPressure, PIDPressure.
+    pub fn pressures(&self) -> [bool; 3] {
+        let p = &self.pressure;
+        [&p.memory, &p.disk, &p.pid].map(|f| f.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn runtime_state(&self) -> RuntimeState {
@@ -104,6 +129,7 @@ impl Kubelet {
     /// Notes the Node as last read or written: a new `spec.podCIDR` is handed to the runtime and
     /// written into the CNI configuration.
     pub fn set_node(&self, node: &Node) {
+        *self.node.lock().unwrap() = Some(std::sync::Arc::new(node.clone()));
         let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
         let Some(cidr) = cidr else { return };
         let mut cur = self.pod_cidr.lock().unwrap();

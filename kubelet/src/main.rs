@@ -1,10 +1,12 @@
 //! kubelet: the node agent. Registers its Node and keeps it and its Lease fresh, and runs the pods
 //! bound to the node as containers in a CRI runtime (containerd), reporting their status.
 
+mod admission;
 mod certificate;
 mod cgroups;
 mod cni;
 mod config;
+mod container_gc;
 mod env;
 mod eviction;
 mod image_gc;

@@ -16,11 +16,16 @@ use tokio::sync::{watch, Notify};
 struct Handle {
     pod: watch::Sender<Option<Arc<Pod>>>,
     kick: Arc<Notify>,
+    /// Admitted to run here (pods this kubelet started before, and new ones that passed
+    /// admission); only these count against the node's resources and ports.
+    admitted: bool,
 }
 
 pub struct Manager {
     k: Arc<Kubelet>,
     workers: Mutex<HashMap<String, Handle>>,
+    /// One admission at a time, so that each sees the pods admitted before it.
+    admitting: tokio::sync::Mutex<()>,
 }
 
 impl Manager {
@@ -50,9 +55,15 @@ impl Manager {
                     });
                 }
                 None => {
+                    // A pod that already started (before a kubelet restart) or ended is not
+                    // admitted again.
+                    let status = pod.status.as_ref();
+                    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
+                    let admitted =
+                        status.is_some_and(|s| s.start_time.is_some()) || phase == "Succeeded" || phase == "Failed";
                     let (tx, rx) = watch::channel(Some(pod));
                     let kick = Arc::new(Notify::new());
-                    workers.insert(uid.clone(), Handle { pod: tx, kick: kick.clone() });
+                    workers.insert(uid.clone(), Handle { pod: tx, kick: kick.clone(), admitted });
                     tokio::spawn(run_worker(self.clone(), uid, rx, kick));
                 }
             },
@@ -65,18 +76,63 @@ impl Manager {
         }
     }
 
-    /// The pods with a worker that are neither terminal nor being deleted.
+    /// The admitted pods with a worker that are neither terminal nor being deleted.
     pub fn active_pods(&self) -> Vec<Arc<Pod>> {
         self.workers
             .lock()
             .unwrap()
             .values()
+            .filter(|h| h.admitted)
             .filter_map(|h| h.pod.borrow().clone())
             .filter(|p| {
                 let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
                 p.metadata.deletion_timestamp.is_none() && phase != "Succeeded" && phase != "Failed"
             })
             .collect()
+    }
+
+    /// Every pod with a worker.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.workers.lock().unwrap().values().filter_map(|h| h.pod.borrow().clone()).collect()
+    }
+
+    fn admitted(&self, uid: &str) -> bool {
+        self.workers.lock().unwrap().get(uid).is_some_and(|h| h.admitted)
+    }
+
+    /// Runs admission for a new pod against the pods admitted before it; an admitted pod is
+    /// marked so. When only node affinity fails, the Node is read again first (its labels may have
+    /// changed since the last status update), as upstream does.
+    async fn admit(&self, pod: &Pod) -> Result<(), crate::admission::Rejection> {
+        let _one = self.admitting.lock().await;
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        let others: Vec<Arc<Pod>> =
+            self.active_pods().into_iter().filter(|p| p.metadata.uid.as_deref() != Some(uid)).collect();
+        let check = |node: &k8s_openapi::api::core::v1::Node| {
+            crate::admission::admit(
+                pod,
+                &crate::admission::Inputs {
+                    node,
+                    pressure: self.k.pressures(),
+                    others: &others,
+                    allowed_unsafe_sysctls: &self.k.config.allowed_unsafe_sysctls,
+                },
+            )
+        };
+        let mut result = check(&self.k.node());
+        if result.as_ref().is_err_and(|r| r.reason == "NodeAffinity") {
+            let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.k.client.clone());
+            if let Ok(n) = nodes.get(&self.k.config.node_name).await {
+                self.k.set_node(&n);
+                result = check(&n);
+            }
+        }
+        if result.is_ok() {
+            if let Some(h) = self.workers.lock().unwrap().get_mut(uid) {
+                h.admitted = true;
+            }
+        }
+        result
     }
 
     fn known(&self, uid: &str) -> bool {
@@ -98,6 +154,13 @@ fn differs(old: &Pod, new: &Pod) -> bool {
 async fn run_worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>, kick: Arc<Notify>) {
     let mut w = Worker::new(m.k.clone(), uid.clone());
     let results = w.results.clone();
+    let first = rx.borrow().clone();
+    if let Some(pod) = first.filter(|p| p.metadata.deletion_timestamp.is_none() && !m.admitted(&uid)) {
+        if let Err(r) = m.admit(&pod).await {
+            tracing::info!(pod = %crate::worker::pod_ref(&pod), reason = %r.reason, message = %r.message, "pod rejected");
+            w.rejected = Some(r);
+        }
+    }
     loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else { break };
@@ -135,7 +198,7 @@ fn remove_logs(k: &Kubelet, uid: &str) {
 }
 
 pub async fn run(k: Arc<Kubelet>) {
-    let m = Arc::new(Manager { k: k.clone(), workers: Mutex::new(HashMap::new()) });
+    let m = Arc::new(Manager { k: k.clone(), workers: Mutex::new(HashMap::new()), admitting: Default::default() });
     if let Some(dir) = k.config.static_pod_path.clone() {
         tokio::spawn(crate::static_pods::run(k.clone(), m.clone(), dir));
     }
@@ -147,6 +210,7 @@ pub async fn run(k: Arc<Kubelet>) {
     informer.wait_synced().await;
     tracing::info!(node = %k.config.node_name, pods = informer.list().len(), "pod informer synced");
     tokio::spawn(crate::eviction::run(k.clone(), m.clone()));
+    tokio::spawn(crate::container_gc::run(k.clone(), m.clone()));
     let removing: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
     let mut last: HashMap<String, Vec<(String, i32)>> = HashMap::new();
     loop {

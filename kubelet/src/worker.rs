@@ -46,6 +46,8 @@ pub struct Worker {
     mount_error: Option<String>,
     /// Set when the eviction manager evicted the pod: its status message.
     evicted: Option<String>,
+    /// Set when admission turned the pod away: nothing of it runs, and it ends Failed.
+    pub rejected: Option<crate::admission::Rejection>,
     /// Where each volume is on the host, from the last setup of this sync.
     volume_paths: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// The exit (finish time) of each container whose back-off was already announced.
@@ -66,24 +68,13 @@ fn time_of(nanos: i64) -> Option<Time> {
     })
 }
 
-fn pod_ref(pod: &Pod) -> String {
+pub fn pod_ref(pod: &Pod) -> String {
     format!(
         "{}_{}({})",
         pod.metadata.name.as_deref().unwrap_or(""),
         pod.metadata.namespace.as_deref().unwrap_or(""),
         pod.metadata.uid.as_deref().unwrap_or("")
     )
-}
-
-fn fmt_dur(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 && s.is_multiple_of(60) {
-        format!("{}m0s", s / 60)
-    } else if s >= 60 {
-        format!("{}m{}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
 }
 
 fn should_restart(policy: &str, ctr: &Ctr) -> bool {
@@ -109,6 +100,7 @@ impl Worker {
             deleted_in_api: false,
             mount_error: None,
             evicted: None,
+            rejected: None,
             volume_paths: Default::default(),
             backoff_announced: HashMap::new(),
         }
@@ -131,11 +123,15 @@ impl Worker {
             }
         };
         let terminal = phase == "Succeeded" || phase == "Failed";
+        if let (Some(r), false) = (self.rejected.clone(), terminal) {
+            return self.post_rejection(pod, &r).await;
+        }
         let evicted = self.k.evictions.lock().unwrap().get(&self.uid).cloned();
-        if let (Some(msg), false) = (evicted, terminal) {
-            // Evicted: every container stops now, and the pod ends Failed with the manager's message.
-            self.evicted = Some(msg);
-            self.stop_everything(pod, &observed, 0).await;
+        if let (Some(e), false) = (evicted, terminal) {
+            // Evicted: every container stops (with the grace the manager gave), and the pod ends
+            // Failed with the manager's message.
+            self.evicted = Some(e.message);
+            self.stop_everything(pod, &observed, e.grace).await;
             if let Ok(o) = runtime::observe(&self.k, &self.uid).await {
                 self.post_status(pod, &o, true).await;
             }
@@ -463,7 +459,7 @@ impl Worker {
                         "CrashLoopBackOff".into(),
                         format!(
                             "back-off {} restarting failed container={} pod={}",
-                            fmt_dur(delay),
+                            component_base::duration::format_duration(delay),
                             spec.name,
                             pod_ref(pod)
                         ),
@@ -908,6 +904,39 @@ impl Worker {
     }
 
     /// Builds the pod's status and patches it when it changed.
+    /// A rejected pod's status, as upstream's rejectPod writes it: Failed, the reason, and
+    /// `Pod was rejected: <message>`; the event carries the same reason.
+    async fn post_rejection(&mut self, pod: &Pod, r: &crate::admission::Rejection) -> Duration {
+        if self.last_status.is_none() {
+            self.k.events.emit(pod, true, &r.reason, r.message.clone());
+        }
+        let start = pod.status.as_ref().and_then(|s| s.start_time.clone()).unwrap_or_else(component_base::time_now);
+        let value = serde_json::json!({
+            "phase": "Failed",
+            "reason": r.reason,
+            "message": format!("Pod was rejected: {}", r.message),
+            "qosClass": spec::qos(pod).as_str(),
+            "startTime": start,
+        });
+        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or(""));
+        let patch = if crate::static_pods::is_static(pod) {
+            serde_json::json!({ "status": value })
+        } else {
+            serde_json::json!({ "metadata": { "uid": pod.metadata.uid }, "status": value })
+        };
+        let name = pod.metadata.name.as_deref().unwrap_or("");
+        match api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            Ok(_) => {
+                self.last_status = Some(value);
+                Duration::from_secs(3600)
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod_ref(pod), error = %e, "failed to update status for pod");
+                Duration::from_secs(2)
+            }
+        }
+    }
+
     async fn post_status(&mut self, pod: &Pod, o: &Observed, terminating: bool) {
         let status = self.build_status(pod, o, terminating);
         let mut value = serde_json::to_value(&status).unwrap_or_default();
