@@ -23,6 +23,9 @@ command -v runc >/dev/null || need+=(runc)
 command -v iptables >/dev/null || need+=(iptables)           # CNI masquerade and hostPort rules
 command -v nsenter >/dev/null || need+=(util-linux)          # tests run nodes in their own netns
 command -v ip >/dev/null || need+=(iproute2)
+[ -x /lib/systemd/systemd ] || need+=(systemd)                # the kubelet's systemd cgroup driver test
+command -v dbus-daemon >/dev/null || need+=(dbus)            # (systemd booted in namespaces, with its bus)
+command -v unshare >/dev/null || need+=(util-linux)
 if ((${#need[@]})); then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

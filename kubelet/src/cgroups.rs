@@ -1,13 +1,27 @@
-//! A pod's own cgroup (`pod<uid>` under the QoS hierarchy): created with the pod's limits before
-//! the sandbox (`ensure_pod`), removed once its containers are gone (the runtime removes only its
-//! containers' own).
+//! A pod's own cgroup (`pod<uid>` under the QoS hierarchy, or with the `systemd` driver the
+//! pod's slice, see `systemd`): created with the pod's limits before the sandbox (`ensure_pod`),
+//! removed once its containers are gone (the runtime removes only its containers' own).
 
 use crate::kubelet::Kubelet;
 use std::path::Path;
 
-pub fn remove_pod(k: &Kubelet, uid: &str) {
+pub async fn remove_pod(k: &Kubelet, uid: &str) {
     if !k.config.cgroups_per_qos {
         return;
+    }
+    if k.config.cgroup_driver == "systemd" {
+        let u = uid.replace('-', "_");
+        match k.systemd().await {
+            Ok(conn) => {
+                for q in ["", "burstable-", "besteffort-"] {
+                    let name = format!("kubepods-{q}pod{u}.slice");
+                    if let Err(e) = crate::systemd::stop_unit(&conn, &name).await {
+                        tracing::warn!(unit = %name, error = %e, "stopping the pod's slice");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "removing the pod's slice"),
+        }
     }
     let root = k.config.cgroup_root.trim_matches('/');
     let sub = if k.config.cgroup_driver == "systemd" {
@@ -116,17 +130,22 @@ pub fn pod_limits(pod: &k8s_openapi::api::core::v1::Pod, pids_limit: i64) -> Pod
     }
 }
 
-/// Creates the pod's cgroup (`cgroupfs` driver) with its limits before the runtime puts the sandbox
-/// in it, on cgroup v2 (enabling the controllers down the path) or v1 (the cpu, memory and pids
-/// hierarchies). The `systemd` driver's slices are left to the runtime.
-pub fn ensure_pod(k: &Kubelet, pod: &k8s_openapi::api::core::v1::Pod) -> Result<(), String> {
-    if !k.config.cgroups_per_qos || k.config.cgroup_driver != "cgroupfs" {
+/// Creates the pod's cgroup with its limits before the runtime puts the sandbox in it: with the
+/// `systemd` driver the pod's slice through systemd; with `cgroupfs` the directories on cgroup v2
+/// (enabling the controllers down the path) or v1 (the cpu, memory and pids hierarchies).
+pub async fn ensure_pod(k: &Kubelet, pod: &k8s_openapi::api::core::v1::Pod) -> Result<(), String> {
+    if !k.config.cgroups_per_qos {
         return Ok(());
+    }
+    let l = pod_limits(pod, k.config.pod_pids_limit);
+    let base = Path::new("/sys/fs/cgroup");
+    if k.config.cgroup_driver == "systemd" {
+        let name = crate::spec::cgroup_parent(k, pod);
+        let props = crate::systemd::slice_properties(&name, &l, base.join("cgroup.controllers").exists());
+        return crate::systemd::ensure_slice(&*k.systemd().await?, &name, props).await;
     }
     let rel = crate::spec::cgroup_parent(k, pod);
     let rel = rel.trim_start_matches('/');
-    let l = pod_limits(pod, k.config.pod_pids_limit);
-    let base = Path::new("/sys/fs/cgroup");
     let write = |p: &Path, v: &str| std::fs::write(p, v).map_err(|e| format!("writing {v:?} to {}: {e}", p.display()));
     if base.join("cgroup.controllers").exists() {
         // v2: each level must hand the controllers to its children.

@@ -49,6 +49,8 @@ pub struct Kubelet {
     /// `--cni-bridge-name`: the bridge the network configuration names.
     pub cni_bridge: String,
     runtime: Mutex<RuntimeState>,
+    /// The D-Bus connection to systemd (the `systemd` cgroup driver), made on first use.
+    systemd: tokio::sync::OnceCell<std::sync::Arc<zbus::Connection>>,
     /// The Node as last read or written.
     node: Mutex<Option<std::sync::Arc<Node>>>,
     pod_cidr: Mutex<Option<String>>,
@@ -86,6 +88,7 @@ impl Kubelet {
                 problem: Some("container runtime status check may not have completed yet".into()),
                 ..Default::default()
             }),
+            systemd: tokio::sync::OnceCell::new(),
             node: Mutex::new(None),
             pod_cidr: Mutex::new(None),
         }
@@ -100,6 +103,14 @@ impl Kubelet {
             ..Default::default()
         };
         self.events.emit_ref(r, warning, reason, reason, note);
+    }
+
+    /// The connection to systemd over the system bus, made on first use.
+    pub async fn systemd(&self) -> Result<std::sync::Arc<zbus::Connection>, String> {
+        self.systemd
+            .get_or_try_init(|| async { crate::systemd::connect(None).await.map(std::sync::Arc::new) })
+            .await
+            .cloned()
     }
 
     /// The Node as last read or written; before that, the Node the kubelet would register.

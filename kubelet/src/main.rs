@@ -19,6 +19,7 @@ mod probes;
 mod runtime;
 mod spec;
 mod static_pods;
+mod systemd;
 mod tokens;
 mod volumes;
 mod worker;

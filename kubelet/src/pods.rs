@@ -183,7 +183,7 @@ async fn run_worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option
 async fn remove_everything(k: &Kubelet, uid: &str) {
     crate::runtime::remove_pod(k, uid).await;
     crate::volumes::teardown(k, uid);
-    crate::cgroups::remove_pod(k, uid);
+    crate::cgroups::remove_pod(k, uid).await;
     remove_logs(k, uid);
 }
 

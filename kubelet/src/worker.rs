@@ -485,7 +485,7 @@ impl Worker {
         std::fs::create_dir_all(&cfg.log_directory).map_err(|e| format!("creating {}: {e}", cfg.log_directory))?;
         // The pod's own cgroup and its limits first; where cgroups cannot be written (a read-only
         // cgroupfs), the containers still get their own limits from the runtime.
-        if let Err(e) = crate::cgroups::ensure_pod(&self.k, pod) {
+        if let Err(e) = crate::cgroups::ensure_pod(&self.k, pod).await {
             tracing::warn!(pod = %self.uid, error = %e, "could not apply the pod's cgroup limits");
         }
         let mut rt = self.k.cri.runtime.clone();
