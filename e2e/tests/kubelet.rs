@@ -513,6 +513,196 @@ spec:
     }
 }
 
+/// A node on the `systemd` cgroup driver, under a real systemd: Debian's systemd booted as PID 1 of
+/// new PID, mount and cgroup namespaces in the cluster's network namespace (`e2e/boot-systemd.sh`),
+/// with a containerd (`SystemdCgroup = true`) and a kubelet (`cgroupDriver: systemd`) running in
+/// them. A pod there gets its slice from the kubelet, with the pod's limits, its container's scope
+/// from runc inside that slice, and the slice goes with the pod.
+fn systemd_node(c: &LocalCluster, ns: &str) {
+    let dir = c.path("node-sd");
+    for d in ["containerd", "cni", "kubelet", "logs", "manifests", "units"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let state = c.state.path().display().to_string();
+    let b = dir.display().to_string();
+    let sock = format!("{b}/containerd.sock");
+    let mut config = std::fs::read_to_string(c.path("containerd/config.toml"))
+        .unwrap()
+        .replace(&format!("{state}/containerd/root"), &format!("{b}/containerd/root"))
+        .replace(&format!("{state}/containerd/state"), &format!("{b}/containerd/state"))
+        .replace(&format!("{state}/run/containerd.sock"), &sock)
+        .replace(&format!("{state}/cni/net.d"), &format!("{b}/cni"));
+    config.push_str(
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n",
+    );
+    std::fs::write(dir.join("containerd/config.toml"), &config).unwrap();
+    std::fs::write(
+        dir.join("kubelet/config.yaml"),
+        format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDomain: cluster.local\npodLogsDir: {b}/logs\nstaticPodPath: {b}/manifests\nhealthzPort: 10247\npodPidsLimit: 64\nevictionHard: {{memory.available: 100Mi, nodefs.available: 0%, imagefs.available: 0%}}\n"),
+    )
+    .unwrap();
+    let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let cgroup = format!("ferrokube-e2e-systemd-{}", std::process::id());
+    let mut boot = c
+        .in_netns("/bin/sh")
+        .arg(repo().join("e2e/boot-systemd.sh"))
+        .arg(dir.join("units"))
+        .arg(&cgroup)
+        .stdout(log("systemd"))
+        .stderr(log("systemd-err"))
+        .spawn()
+        .unwrap();
+    let boot_pid = boot.id();
+    let init = c.wait("systemd as PID 1 of its namespaces, with its bus", Duration::from_secs(30), || {
+        let children = std::fs::read_to_string(format!("/proc/{boot_pid}/task/{boot_pid}/children")).ok()?;
+        let pid: u32 = children.split_whitespace().next()?.parse().ok()?;
+        std::path::Path::new(&format!("/proc/{pid}/root/run/dbus/system_bus_socket")).exists().then_some(pid)
+    });
+    let enter = |program: &str| {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &init.to_string(), "-p", "-m", "-C", "-n", "-u", "-i", "--", program]);
+        cmd
+    };
+    let node = format!("{}-sd", c.node);
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    // A file of the pod's slice (or of a cgroup under it) as this machine sees it.
+    let slice_file = |uid: &str, under: &str, controller: &str, v1: &str, v2name: &str| {
+        let slice = format!(
+            "{cgroup}/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/{under}",
+            uid.replace('-', "_")
+        );
+        let base = std::path::Path::new("/sys/fs/cgroup");
+        if v2 {
+            base.join(slice).join(v2name)
+        } else {
+            base.join(controller).join(slice).join(v1)
+        }
+    };
+    // nsenter parents of what runs inside; they end with their children.
+    let mut entered: Vec<std::process::Child> = Vec::new();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        entered.push(
+            enter("containerd")
+                .args(["--config", &format!("{b}/containerd/config.toml")])
+                .stdout(log("containerd"))
+                .stderr(log("containerd-err"))
+                .spawn()
+                .unwrap(),
+        );
+        c.wait("containerd under systemd", Duration::from_secs(30), || {
+            std::path::Path::new(&sock).exists().then_some(())
+        });
+        let o = Command::new("bash")
+            .arg(repo().join("deploy/images/build.sh"))
+            .arg(c.path("images"))
+            .arg(&sock)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "importing images: {}", text(&o));
+        entered.push(
+            enter(common::bin_dir().join("kubelet").to_str().unwrap())
+                .args(["--bootstrap-kubeconfig", &format!("{state}/bootstrap-kubelet.conf")])
+                .args(["--kubeconfig", &format!("{b}/kubelet/kubelet.conf"), "--cert-dir", &format!("{b}/kubelet/pki")])
+                .args([
+                    "--config",
+                    &format!("{b}/kubelet/config.yaml"),
+                    "--container-runtime-endpoint",
+                    &format!("unix://{sock}"),
+                ])
+                .args(["--root-dir", &format!("{b}/kubelet"), "--cni-conf-dir", &format!("{b}/cni")])
+                .args(["--cni-bridge-name", "ferrokube2", "--hostname-override", &node, "--node-ip", "127.0.0.1"])
+                .args(["--register-with-taints", "ferrokube.test/systemd=true:NoSchedule"])
+                .stdout(log("kubelet"))
+                .stderr(log("kubelet-err"))
+                .spawn()
+                .unwrap(),
+        );
+        c.wait("the systemd node Ready", Duration::from_secs(120), || {
+            let o = c.kubectl(&["get", "node", &node, "-o", "json"]);
+            let n: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+            let ready = n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+            (ready["status"] == "True").then_some(())
+        });
+        c.apply(&format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: slices, namespace: {ns}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  tolerations: [{{key: ferrokube.test/systemd, operator: Exists}}]
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sleep, "600"]
+    resources: {{requests: {{cpu: 100m, memory: 16Mi}}, limits: {{cpu: 200m, memory: 32Mi}}}}
+"#
+        ));
+        let p = c.wait_pod(ns, "slices", "Running on the systemd node", 90, |p| p["status"]["phase"] == "Running");
+        let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+        let id = cstatus(&p)["containerID"].as_str().unwrap().trim_start_matches("containerd://").to_string();
+        let read = |under: &str, controller: &str, v1: &str, v2name: &str| {
+            let f = slice_file(&uid, under, controller, v1, v2name);
+            std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).trim().to_string()
+        };
+        // The pod's slice, from the kubelet through systemd.
+        assert_eq!(read("", "memory", "memory.limit_in_bytes", "memory.max"), (32u64 << 20).to_string());
+        assert_eq!(read("", "pids", "pids.max", "pids.max"), "64");
+        if v2 {
+            assert_eq!(read("", "cpu", "", "cpu.max"), "20000 100000");
+        } else {
+            assert_eq!(read("", "cpu", "cpu.cfs_quota_us", ""), "20000");
+            assert_eq!(read("", "cpu", "cpu.shares", ""), "102");
+        }
+        // The container's scope, from runc through systemd, inside it.
+        let scope = format!("cri-containerd-{id}.scope");
+        assert_eq!(read(&scope, "memory", "memory.limit_in_bytes", "memory.max"), (32u64 << 20).to_string());
+        let o = enter("systemctl").args(["show", "-p", "Slice", "--value", &scope]).output().unwrap();
+        assert_eq!(text(&o).trim(), format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_")), "{}", text(&o));
+        // The pod goes, and so does its slice.
+        c.k(&["delete", "pod", "-n", ns, "slices", "--grace-period=1"]);
+        let dir = slice_file(&uid, "", "memory", "", "");
+        c.wait("the pod's slice to go", Duration::from_secs(60), || (!dir.exists()).then_some(()));
+    }));
+    // PID 1 takes every process of its namespace with it; what was mounted there goes too.
+    let children = std::fs::read_to_string(format!("/proc/{boot_pid}/task/{boot_pid}/children")).unwrap_or_default();
+    for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = boot.wait();
+    for mut child in entered {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    fn rmdirs(p: &std::path::Path) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdirs(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(p);
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        rmdirs(&h.path().join(&cgroup));
+    }
+    rmdirs(&std::path::Path::new("/sys/fs/cgroup").join(&cgroup));
+    let _ = c.kubectl(&["delete", "node", &node, "--wait=false"]);
+    let _ = c.in_netns("ip").args(["link", "delete", "ferrokube2"]).output();
+    if let Err(e) = result {
+        let tail = std::fs::read_to_string(dir.join("kubelet-err.log")).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(30).collect();
+        let ctr = std::fs::read_to_string(dir.join("containerd-err.log")).unwrap_or_default();
+        let ctr: Vec<&str> = ctr.lines().rev().take(15).collect();
+        panic!(
+            "{}\n--- systemd node's kubelet ---\n{}\n--- its containerd ---\n{}",
+            e.downcast_ref::<String>().cloned().unwrap_or_default(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            ctr.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
 /// A cgroup file of the pod's own cgroup (cgroup v1 `controller` hierarchy, or v2), trimmed.
 fn pod_cgroup_file(uid: &str, controller: &str, v1: &str, v2: &str) -> String {
     let rel = format!("ferrokube/kubepods/pod{uid}");
@@ -1157,6 +1347,7 @@ fn kubelet_runs_pods_in_containerd() {
         ("log-rotation", log_rotation),
         ("eviction", eviction),
         ("second-node", second_node),
+        ("systemd-node", systemd_node),
     ];
     // FERROKUBE_E2E_ONLY=name,name runs only those scenarios (while working on one).
     let only = std::env::var("FERROKUBE_E2E_ONLY").unwrap_or_default();

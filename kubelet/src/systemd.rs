@@ -159,67 +159,22 @@ mod tests {
         assert!(get(&v2, "CPUShares").is_none());
     }
 
-    /// systemd 252 (Debian's) booted as PID 1 in its own PID, mount, cgroup, network, UTS and IPC
-    /// namespaces, in a cgroup of its own, with a unit path holding only a target and the system
-    /// bus (so none of the distribution's boot services run on this machine's filesystems).
+    /// systemd (Debian's 252) booted as PID 1 of new namespaces in a cgroup of its own, with a unit
+    /// path holding only a target and the system bus (`e2e/boot-systemd.sh`).
     struct Systemd {
         child: std::process::Child,
         cgroup: String,
         _units: tempfile::TempDir,
     }
 
-    const BOOT: &str = r#"
-set -eu
-units=$1; cg=$2
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-  mkdir -p /sys/fs/cgroup/$cg && echo $$ > /sys/fs/cgroup/$cg/cgroup.procs
-else
-  for h in /sys/fs/cgroup/*/; do
-    [ -f "${h}cgroup.procs" ] || continue
-    mkdir -p "$h$cg"
-    for f in cpuset.cpus cpuset.mems; do
-      [ -f "$h$f" ] && cat "$h$f" > "$h$cg/$f"
-    done
-    echo $$ > "$h$cg/cgroup.procs"
-  done
-fi
-exec unshare --cgroup --pid --fork --mount --uts --net --ipc --mount-proc /bin/sh -c '
-  set -eu
-  mount --make-rprivate /
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    umount -l /sys/fs/cgroup
-    mount -t cgroup2 cgroup2 /sys/fs/cgroup
-  else
-    awk "\$3 == \"cgroup\" {print \$2, \$4} \$3 == \"cgroup2\" {print \$2, \"-\"}" /proc/self/mounts > "$0/cgroup-mounts"
-    umount -l /sys/fs/cgroup
-    mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
-    while read dir opts; do
-      mkdir -p "$dir"
-      if [ "$opts" = - ]; then mount -t cgroup2 cgroup2 "$dir"; else mount -t cgroup -o "$opts" cgroup "$dir"; fi
-    done < "$0/cgroup-mounts"
-  fi
-  exec env container=ferrokube SYSTEMD_UNIT_PATH="$0" /lib/systemd/systemd --unit=ferrokube.target --log-target=console --show-status=no
-' "$units"
-"#;
-
     impl Systemd {
         fn boot() -> Systemd {
             let units = tempfile::tempdir().unwrap();
-            let files = [
-                ("ferrokube.target", "[Unit]\nDescription=ferrokube test\nWants=dbus.socket dbus.service\n"),
-                ("system.slice", "[Unit]\nDescription=System Slice\nDefaultDependencies=no\n"),
-                ("dbus.socket", "[Unit]\nDefaultDependencies=no\n[Socket]\nListenStream=/run/dbus/system_bus_socket\n"),
-                (
-                    "dbus.service",
-                    "[Unit]\nDefaultDependencies=no\nRequires=dbus.socket\n[Service]\nExecStart=/usr/bin/dbus-daemon --system --address=systemd: --nofork --nopidfile --systemd-activation --syslog-only\n",
-                ),
-            ];
-            for (name, text) in files {
-                std::fs::write(units.path().join(name), text).unwrap();
-            }
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/boot-systemd.sh");
             let cgroup = format!("ferrokube-systemd-test-{}", std::process::id());
             let child = std::process::Command::new("/bin/sh")
-                .args(["-c", BOOT, "boot"])
+                .arg(script)
+                .arg("--new-net")
                 .arg(units.path())
                 .arg(&cgroup)
                 .stdout(std::process::Stdio::null())
