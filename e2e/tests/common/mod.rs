@@ -13,25 +13,20 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// target/<profile>, where `cargo test --workspace` put the binaries.
+/// target/<profile>, with the workspace's binaries built (once per process, as `e2e/run.sh` builds
+/// them: a no-op when they are up to date), so that a test or bench never runs stale ones.
 pub fn bin_dir() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "ferroadm", "ferrocrictl"] {
-        if !dir.join(bin).exists() {
-            let pkg = match bin {
-                "ferroadm" => "pki",
-                "ferrocrictl" => "cri",
-                b => b,
-            };
-            let mut c = Command::new(env!("CARGO"));
-            c.args(["build", "-p", pkg, "--bin", bin]);
-            if dir.ends_with("release") {
-                c.arg("--release");
-            }
-            assert!(c.status().unwrap().success(), "building {bin}");
+    BUILT.get_or_init(|| {
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "--workspace", "--bins", "--quiet"]).current_dir(repo());
+        if dir.ends_with("release") {
+            c.arg("--release");
         }
-    }
+        assert!(c.status().unwrap().success(), "building the workspace's binaries");
+    });
     dir
 }
 
