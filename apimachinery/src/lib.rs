@@ -16,6 +16,7 @@ pub mod managedfields;
 pub mod quantity;
 pub mod status;
 pub mod strategicpatch;
+pub mod sysctls;
 pub mod validation;
 
 pub use status::{ApiError, Cause, GroupResource};

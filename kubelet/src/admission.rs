@@ -21,27 +21,11 @@ fn reject(reason: &str, message: impl Into<String>) -> Result<(), Rejection> {
     Err(Rejection { reason: reason.into(), message: message.into() })
 }
 
-/// The sysctls upstream's kubelet allows without `allowedUnsafeSysctls` (v1.35).
-const SAFE_SYSCTLS: &[&str] = &[
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-];
-
 /// Whether `name` (dots or slashes) is allowed by the safe set or an `allowedUnsafeSysctls` entry
 /// (an exact name, or a `prefix*` pattern).
 fn sysctl_allowed(name: &str, unsafe_allowed: &[String]) -> bool {
     let name = name.replace('/', ".");
-    SAFE_SYSCTLS.contains(&name.as_str())
+    apimachinery::sysctls::SAFE.contains(&name.as_str())
         || unsafe_allowed.iter().any(|a| match a.replace('/', ".").strip_suffix('*') {
             Some(prefix) => name.starts_with(prefix),
             None => a.replace('/', ".") == name,

@@ -623,21 +623,6 @@ fn seccomp_restricted(spec: &Value) -> Option<Violation> {
     None
 }
 
-const SAFE_SYSCTLS: &[&str] = &[
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
-];
-
 fn sysctls(spec: &Value) -> Option<Violation> {
     let bad: Vec<String> = spec
         .pointer("/securityContext/sysctls")
@@ -645,7 +630,7 @@ fn sysctls(spec: &Value) -> Option<Violation> {
         .into_iter()
         .flatten()
         .filter_map(|s| s.get("name").and_then(Value::as_str))
-        .filter(|n| !SAFE_SYSCTLS.contains(n))
+        .filter(|n| !apimachinery::sysctls::SAFE.contains(n))
         .map(String::from)
         .collect();
     if bad.is_empty() {
