@@ -115,6 +115,11 @@ impl Worker {
         if pod.metadata.deletion_timestamp.is_some() {
             return self.terminate_and_delete(pod).await;
         }
+        let terminal = phase == "Succeeded" || phase == "Failed";
+        if let (Some(r), false) = (self.rejected.clone(), terminal) {
+            // Nothing of a rejected pod ever ran: there is no runtime state to read.
+            return self.post_rejection(pod, &r).await;
+        }
         let observed = match runtime::observe(&self.k, &self.uid).await {
             Ok(o) => o,
             Err(e) => {
@@ -122,10 +127,6 @@ impl Worker {
                 return Duration::from_secs(2);
             }
         };
-        let terminal = phase == "Succeeded" || phase == "Failed";
-        if let (Some(r), false) = (self.rejected.clone(), terminal) {
-            return self.post_rejection(pod, &r).await;
-        }
         let evicted = self.k.evictions.lock().unwrap().get(&self.uid).cloned();
         if let (Some(e), false) = (evicted, terminal) {
             // Evicted: every container stops (with the grace the manager gave), and the pod ends
@@ -903,7 +904,6 @@ impl Worker {
         }
     }
 
-    /// Builds the pod's status and patches it when it changed.
     /// A rejected pod's status, as upstream's rejectPod writes it: Failed, the reason, and
     /// `Pod was rejected: <message>`; the event carries the same reason.
     async fn post_rejection(&mut self, pod: &Pod, r: &crate::admission::Rejection) -> Duration {
@@ -918,25 +918,14 @@ impl Worker {
             "qosClass": spec::qos(pod).as_str(),
             "startTime": start,
         });
-        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or(""));
-        let patch = if crate::static_pods::is_static(pod) {
-            serde_json::json!({ "status": value })
+        if self.patch_status(pod, value).await {
+            Duration::from_secs(3600)
         } else {
-            serde_json::json!({ "metadata": { "uid": pod.metadata.uid }, "status": value })
-        };
-        let name = pod.metadata.name.as_deref().unwrap_or("");
-        match api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-            Ok(_) => {
-                self.last_status = Some(value);
-                Duration::from_secs(3600)
-            }
-            Err(e) => {
-                tracing::warn!(pod = %pod_ref(pod), error = %e, "failed to update status for pod");
-                Duration::from_secs(2)
-            }
+            Duration::from_secs(2)
         }
     }
 
+    /// Builds the pod's status and patches it when it changed.
     async fn post_status(&mut self, pod: &Pod, o: &Observed, terminating: bool) {
         let status = self.build_status(pod, o, terminating);
         let mut value = serde_json::to_value(&status).unwrap_or_default();
@@ -948,9 +937,14 @@ impl Worker {
                 }
             }
         }
-        if self.last_status.as_ref() == Some(&value) {
-            return;
+        if self.last_status.as_ref() != Some(&value) {
+            self.patch_status(pod, value).await;
         }
+    }
+
+    /// Patches the pod's status with `value` (a strategic merge patch), remembered as the last one
+    /// written once it lands; whether it did.
+    async fn patch_status(&mut self, pod: &Pod, value: serde_json::Value) -> bool {
         let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or(""));
         // The uid makes the patch fail rather than land on a newer pod of the same name; a static
         // pod's status goes to its mirror pod, whose uid is the API's own.
@@ -961,8 +955,14 @@ impl Worker {
         };
         let name = pod.metadata.name.as_deref().unwrap_or("");
         match api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-            Ok(_) => self.last_status = Some(value),
-            Err(e) => tracing::warn!(pod = %pod_ref(pod), error = %e, "failed to update status for pod"),
+            Ok(_) => {
+                self.last_status = Some(value);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod_ref(pod), error = %e, "failed to update status for pod");
+                false
+            }
         }
     }
 
