@@ -4,13 +4,28 @@
 # driver on machines whose PID 1 is not systemd.
 #
 #   boot-systemd.sh [--new-net] DIR CGROUP
+#   boot-systemd.sh --stop CGROUP
 #
 # DIR gets the only units systemd may load (SYSTEMD_UNIT_PATH holds nothing else): a target and the
 # system bus. None of the distribution's boot services run, and they must not: they act on the
 # machine's filesystems (systemd-tmpfiles-setup empties /tmp). The bus is then at
-# /proc/<PID 1>/root/run/dbus/system_bus_socket; PID 1 is this script's child. Killing PID 1 ends it
-# all; the caller removes CGROUP afterwards.
+# /proc/<PID 1>/root/run/dbus/system_bus_socket; PID 1 is this script's child. `--stop CGROUP` kills
+# every process in CGROUP (PID 1 first, which takes its namespaces with it) and removes the cgroups.
 set -eu
+if [ "${1:-}" = --stop ]; then
+    cg=$2
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        pids=$(cat /sys/fs/cgroup/"$cg"/cgroup.procs /sys/fs/cgroup/*/"$cg"/cgroup.procs \
+            $(find /sys/fs/cgroup -path "*/$cg/*" -name cgroup.procs 2>/dev/null) 2>/dev/null | sort -un)
+        [ -n "$pids" ] || break
+        kill -9 $pids 2>/dev/null || true
+        sleep 0.3
+    done
+    for h in /sys/fs/cgroup /sys/fs/cgroup/*; do
+        [ -d "$h/$cg" ] && find "$h/$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
+    exit 0
+fi
 net=
 if [ "${1:-}" = --new-net ]; then net=--net; shift; fi
 units=$1

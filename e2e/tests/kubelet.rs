@@ -664,29 +664,13 @@ spec:
         let dir = slice_file(&uid, "", "memory", "", "");
         c.wait("the pod's slice to go", Duration::from_secs(60), || (!dir.exists()).then_some(()));
     }));
-    // PID 1 takes every process of its namespace with it; what was mounted there goes too.
-    let children = std::fs::read_to_string(format!("/proc/{boot_pid}/task/{boot_pid}/children")).unwrap_or_default();
-    for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    // Every process in systemd's cgroup, PID 1 first (its namespaces and their mounts go with it),
+    // then the cgroups.
+    let _ = Command::new("/bin/sh").arg(repo().join("e2e/boot-systemd.sh")).arg("--stop").arg(&cgroup).status();
     let _ = boot.wait();
     for mut child in entered {
-        let _ = child.kill();
         let _ = child.wait();
     }
-    std::thread::sleep(Duration::from_secs(1));
-    fn rmdirs(p: &std::path::Path) {
-        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                rmdirs(&e.path());
-            }
-        }
-        let _ = std::fs::remove_dir(p);
-    }
-    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        rmdirs(&h.path().join(&cgroup));
-    }
-    rmdirs(&std::path::Path::new("/sys/fs/cgroup").join(&cgroup));
     let _ = c.kubectl(&["delete", "node", &node, "--wait=false"]);
     let _ = c.in_netns("ip").args(["link", "delete", "ferrokube2"]).output();
     if let Err(e) = result {

@@ -225,24 +225,9 @@ mod tests {
 
     impl Drop for Systemd {
         fn drop(&mut self) {
-            if let Some(pid) = self.init_pid() {
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-            let _ = self.child.kill();
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/boot-systemd.sh");
+            let _ = std::process::Command::new("/bin/sh").arg(script).arg("--stop").arg(&self.cgroup).status();
             let _ = self.child.wait();
-            std::thread::sleep(Duration::from_millis(500));
-            fn rmdirs(p: &std::path::Path) {
-                for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        rmdirs(&e.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(p);
-            }
-            for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-                rmdirs(&h.path().join(&self.cgroup));
-            }
-            rmdirs(&std::path::Path::new("/sys/fs/cgroup").join(&self.cgroup));
         }
     }
 
