@@ -371,6 +371,92 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// A further node on the cluster's machine (`<state>/<sub>`): its own containerd, with the first
+/// one's configuration pointed at its own root, state, socket and CNI directory (plus `containerd_extra`),
+/// and its kubelet's configuration (the common part plus `kubelet_extra`). Its kubelet joins through
+/// the bootstrap token, tainted so that the other scenarios' pods stay off it.
+struct ExtraNode {
+    dir: std::path::PathBuf,
+    state: String,
+    sock: String,
+    name: String,
+}
+
+impl ExtraNode {
+    fn new(c: &LocalCluster, sub: &str, suffix: &str, containerd_extra: &str, kubelet_extra: &str) -> ExtraNode {
+        let dir = c.path(sub);
+        for d in ["containerd", "cni", "kubelet", "logs", "manifests"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let state = c.state.path().display().to_string();
+        let b = dir.display().to_string();
+        let sock = format!("{b}/containerd.sock");
+        let config = std::fs::read_to_string(c.path("containerd/config.toml"))
+            .unwrap()
+            .replace(&format!("{state}/containerd/root"), &format!("{b}/containerd/root"))
+            .replace(&format!("{state}/containerd/state"), &format!("{b}/containerd/state"))
+            .replace(&format!("{state}/run/containerd.sock"), &sock)
+            .replace(&format!("{state}/cni/net.d"), &format!("{b}/cni"));
+        assert!(config.contains(&sock), "{config}");
+        std::fs::write(dir.join("containerd/config.toml"), config + containerd_extra).unwrap();
+        std::fs::write(
+            dir.join("kubelet/config.yaml"),
+            format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nclusterDomain: cluster.local\npodLogsDir: {b}/logs\nstaticPodPath: {b}/manifests\nevictionHard: {{memory.available: 100Mi, nodefs.available: 0%, imagefs.available: 0%}}\n{kubelet_extra}"),
+        )
+        .unwrap();
+        ExtraNode { dir, state, sock, name: format!("{}-{suffix}", c.node) }
+    }
+
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap()
+    }
+
+    /// Its containerd, started by `cmd` (the program to run).
+    fn containerd(&self, mut cmd: Command) -> std::process::Child {
+        cmd.args(["--config", &format!("{}/containerd/config.toml", self.dir.display())])
+            .stdout(self.log("containerd"))
+            .stderr(self.log("containerd-err"))
+            .spawn()
+            .unwrap()
+    }
+
+    /// Its kubelet, started by `cmd` (the kubelet binary), on CNI bridge `bridge`, tainted `taint`.
+    fn kubelet(&self, mut cmd: Command, bridge: &str, taint: &str) -> std::process::Child {
+        let (b, state, sock) = (self.dir.display(), &self.state, &self.sock);
+        cmd.args(["--bootstrap-kubeconfig", &format!("{state}/bootstrap-kubelet.conf")])
+            .args(["--kubeconfig", &format!("{b}/kubelet/kubelet.conf"), "--cert-dir", &format!("{b}/kubelet/pki")])
+            .args([
+                "--config",
+                &format!("{b}/kubelet/config.yaml"),
+                "--container-runtime-endpoint",
+                &format!("unix://{sock}"),
+            ])
+            .args(["--root-dir", &format!("{b}/kubelet"), "--cni-conf-dir", &format!("{b}/cni")])
+            .args(["--cni-bridge-name", bridge, "--hostname-override", &self.name, "--node-ip", "127.0.0.1"])
+            .args(["--register-with-taints", &format!("{taint}=true:NoSchedule")])
+            .stdout(self.log("kubelet"))
+            .stderr(self.log("kubelet-err"))
+            .spawn()
+            .unwrap()
+    }
+
+    /// Fails the scenario with `e`, and the ends of this node's kubelet and containerd logs.
+    fn fail(&self, e: Box<dyn std::any::Any + Send>) -> ! {
+        let tail = |file: &str, n: usize| {
+            let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().rev().take(n).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        panic!(
+            "{}\n--- {}'s kubelet ---\n{}\n--- its containerd ---\n{}",
+            e.downcast_ref::<String>().cloned().unwrap_or_default(),
+            self.name,
+            tail("kubelet-err.log", 30),
+            tail("containerd-err.log", 15)
+        );
+    }
+}
+
 /// A second kubelet with its own containerd on the same machine (same network namespace, its own
 /// root, state, socket, CNI directory, bridge, kubelet root and healthz port) joins through the same
 /// bootstrap token. Started before its runtime, its node reports upstream's "container runtime is
@@ -378,45 +464,15 @@ fn stop(child: &mut std::process::Child) {
 /// the first node reaches it by pod IP. It is tainted so that the other scenarios' pods stay on the
 /// first node.
 fn second_node(c: &LocalCluster, ns: &str) {
-    let dir = c.path("node-b");
-    for d in ["containerd", "cni", "kubelet", "logs", "manifests"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    let state = c.state.path().display().to_string();
-    let b = dir.display().to_string();
-    let sock = format!("{b}/containerd.sock");
-    let config = std::fs::read_to_string(c.path("containerd/config.toml"))
-        .unwrap()
-        .replace(&format!("{state}/containerd/root"), &format!("{b}/containerd/root"))
-        .replace(&format!("{state}/containerd/state"), &format!("{b}/containerd/state"))
-        .replace(&format!("{state}/run/containerd.sock"), &sock)
-        .replace(&format!("{state}/cni/net.d"), &format!("{b}/cni"));
-    assert!(config.contains(&sock), "{config}");
-    std::fs::write(dir.join("containerd/config.toml"), &config).unwrap();
-    std::fs::write(
-        dir.join("kubelet/config.yaml"),
-        format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\ncgroupRoot: /ferrokube-b\nclusterDomain: cluster.local\npodLogsDir: {b}/logs\nstaticPodPath: {b}/manifests\nhealthzPort: 10249\nrotateCertificates: true\nevictionHard: {{memory.available: 100Mi, nodefs.available: 0%, imagefs.available: 0%}}\n"),
-    )
-    .unwrap();
-    let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let node = format!("{}-b", c.node);
-    let mut kubelet = c
-        .in_netns(common::bin_dir().join("kubelet"))
-        .args(["--bootstrap-kubeconfig", &format!("{state}/bootstrap-kubelet.conf")])
-        .args(["--kubeconfig", &format!("{b}/kubelet/kubelet.conf"), "--cert-dir", &format!("{b}/kubelet/pki")])
-        .args([
-            "--config",
-            &format!("{b}/kubelet/config.yaml"),
-            "--container-runtime-endpoint",
-            &format!("unix://{sock}"),
-        ])
-        .args(["--root-dir", &format!("{b}/kubelet"), "--cni-conf-dir", &format!("{b}/cni")])
-        .args(["--cni-bridge-name", "ferrokube1", "--hostname-override", &node, "--node-ip", "127.0.0.1"])
-        .args(["--register-with-taints", "ferrokube.test/second=true:NoSchedule"])
-        .stdout(log("kubelet"))
-        .stderr(log("kubelet-err"))
-        .spawn()
-        .unwrap();
+    let n = ExtraNode::new(
+        c,
+        "node-b",
+        "b",
+        "",
+        "cgroupDriver: cgroupfs\ncgroupRoot: /ferrokube-b\nhealthzPort: 10249\nrotateCertificates: true\n",
+    );
+    let (node, sock) = (n.name.clone(), n.sock.clone());
+    let mut kubelet = n.kubelet(c.in_netns(common::bin_dir().join("kubelet")), "ferrokube1", "ferrokube.test/second");
     let mut containerd: Option<std::process::Child> = None;
     let ready = |c: &LocalCluster| -> serde_json::Value {
         let n = c.get("default", &format!("node/{node}"));
@@ -432,14 +488,7 @@ fn second_node(c: &LocalCluster, ns: &str) {
         });
         assert_eq!(cond["reason"], "KubeletNotReady", "{cond}");
         assert!(cond["message"].as_str().unwrap().starts_with("container runtime is down"), "{cond}");
-        containerd = Some(
-            c.in_netns("containerd")
-                .args(["--config", &format!("{b}/containerd/config.toml")])
-                .stdout(log("containerd"))
-                .stderr(log("containerd-err"))
-                .spawn()
-                .unwrap(),
-        );
+        containerd = Some(n.containerd(c.in_netns("containerd")));
         c.wait("the second containerd", Duration::from_secs(30), || std::path::Path::new(&sock).exists().then_some(()));
         let o = Command::new("bash")
             .arg(repo().join("deploy/images/build.sh"))
@@ -503,13 +552,7 @@ spec:
     let _ = c.kubectl(&["delete", "node", &node, "--wait=false"]);
     let _ = c.in_netns("ip").args(["link", "delete", "ferrokube1"]).output();
     if let Err(e) = result {
-        let tail = std::fs::read_to_string(dir.join("kubelet-err.log")).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(30).collect();
-        panic!(
-            "{}\n--- second kubelet ---\n{}",
-            e.downcast_ref::<String>().cloned().unwrap_or_default(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
+        n.fail(e);
     }
 }
 
@@ -519,37 +562,22 @@ spec:
 /// them. A pod there gets its slice from the kubelet, with the pod's limits, its container's scope
 /// from runc inside that slice, and the slice goes with the pod.
 fn systemd_node(c: &LocalCluster, ns: &str) {
-    let dir = c.path("node-sd");
-    for d in ["containerd", "cni", "kubelet", "logs", "manifests", "units"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    let state = c.state.path().display().to_string();
-    let b = dir.display().to_string();
-    let sock = format!("{b}/containerd.sock");
-    let mut config = std::fs::read_to_string(c.path("containerd/config.toml"))
-        .unwrap()
-        .replace(&format!("{state}/containerd/root"), &format!("{b}/containerd/root"))
-        .replace(&format!("{state}/containerd/state"), &format!("{b}/containerd/state"))
-        .replace(&format!("{state}/run/containerd.sock"), &sock)
-        .replace(&format!("{state}/cni/net.d"), &format!("{b}/cni"));
-    config.push_str(
+    let n = ExtraNode::new(
+        c,
+        "node-sd",
+        "sd",
         "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    SystemdCgroup = true\n",
+        "cgroupDriver: systemd\nhealthzPort: 10247\npodPidsLimit: 64\n",
     );
-    std::fs::write(dir.join("containerd/config.toml"), &config).unwrap();
-    std::fs::write(
-        dir.join("kubelet/config.yaml"),
-        format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDomain: cluster.local\npodLogsDir: {b}/logs\nstaticPodPath: {b}/manifests\nhealthzPort: 10247\npodPidsLimit: 64\nevictionHard: {{memory.available: 100Mi, nodefs.available: 0%, imagefs.available: 0%}}\n"),
-    )
-    .unwrap();
-    let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let (node, sock) = (n.name.clone(), n.sock.clone());
     let cgroup = format!("ferrokube-e2e-systemd-{}", std::process::id());
     let mut boot = c
         .in_netns("/bin/sh")
         .arg(repo().join("e2e/boot-systemd.sh"))
-        .arg(dir.join("units"))
+        .arg(n.dir.join("units"))
         .arg(&cgroup)
-        .stdout(log("systemd"))
-        .stderr(log("systemd-err"))
+        .stdout(n.log("systemd"))
+        .stderr(n.log("systemd-err"))
         .spawn()
         .unwrap();
     let boot_pid = boot.id();
@@ -563,7 +591,6 @@ fn systemd_node(c: &LocalCluster, ns: &str) {
         cmd.args(["-t", &init.to_string(), "-p", "-m", "-C", "-n", "-u", "-i", "--", program]);
         cmd
     };
-    let node = format!("{}-sd", c.node);
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     // A file of the pod's slice (or of a cgroup under it) as this machine sees it.
     let slice_file = |uid: &str, under: &str, controller: &str, v1: &str, v2name: &str| {
@@ -581,14 +608,7 @@ fn systemd_node(c: &LocalCluster, ns: &str) {
     // nsenter parents of what runs inside; they end with their children.
     let mut entered: Vec<std::process::Child> = Vec::new();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        entered.push(
-            enter("containerd")
-                .args(["--config", &format!("{b}/containerd/config.toml")])
-                .stdout(log("containerd"))
-                .stderr(log("containerd-err"))
-                .spawn()
-                .unwrap(),
-        );
+        entered.push(n.containerd(enter("containerd")));
         c.wait("containerd under systemd", Duration::from_secs(30), || {
             std::path::Path::new(&sock).exists().then_some(())
         });
@@ -599,24 +619,11 @@ fn systemd_node(c: &LocalCluster, ns: &str) {
             .output()
             .unwrap();
         assert!(o.status.success(), "importing images: {}", text(&o));
-        entered.push(
-            enter(common::bin_dir().join("kubelet").to_str().unwrap())
-                .args(["--bootstrap-kubeconfig", &format!("{state}/bootstrap-kubelet.conf")])
-                .args(["--kubeconfig", &format!("{b}/kubelet/kubelet.conf"), "--cert-dir", &format!("{b}/kubelet/pki")])
-                .args([
-                    "--config",
-                    &format!("{b}/kubelet/config.yaml"),
-                    "--container-runtime-endpoint",
-                    &format!("unix://{sock}"),
-                ])
-                .args(["--root-dir", &format!("{b}/kubelet"), "--cni-conf-dir", &format!("{b}/cni")])
-                .args(["--cni-bridge-name", "ferrokube2", "--hostname-override", &node, "--node-ip", "127.0.0.1"])
-                .args(["--register-with-taints", "ferrokube.test/systemd=true:NoSchedule"])
-                .stdout(log("kubelet"))
-                .stderr(log("kubelet-err"))
-                .spawn()
-                .unwrap(),
-        );
+        entered.push(n.kubelet(
+            enter(common::bin_dir().join("kubelet").to_str().unwrap()),
+            "ferrokube2",
+            "ferrokube.test/systemd",
+        ));
         c.wait("the systemd node Ready", Duration::from_secs(120), || {
             let o = c.kubectl(&["get", "node", &node, "-o", "json"]);
             let n: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
@@ -674,16 +681,7 @@ spec:
     let _ = c.kubectl(&["delete", "node", &node, "--wait=false"]);
     let _ = c.in_netns("ip").args(["link", "delete", "ferrokube2"]).output();
     if let Err(e) = result {
-        let tail = std::fs::read_to_string(dir.join("kubelet-err.log")).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(30).collect();
-        let ctr = std::fs::read_to_string(dir.join("containerd-err.log")).unwrap_or_default();
-        let ctr: Vec<&str> = ctr.lines().rev().take(15).collect();
-        panic!(
-            "{}\n--- systemd node's kubelet ---\n{}\n--- its containerd ---\n{}",
-            e.downcast_ref::<String>().cloned().unwrap_or_default(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            ctr.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
+        n.fail(e);
     }
 }
 
