@@ -55,13 +55,21 @@ fn remove_all(k: &Kubelet, pod: &Pod, o: &Observed, terminated: bool) -> bool {
             || (terminated && (phase == "Succeeded" || phase == "Failed")))
 }
 
-/// One pass over the pods with a worker; returns how many containers and sandboxes went.
+/// One pass over the pods with a worker, on one listing of the runtime; returns how many containers
+/// and sandboxes went.
 pub async fn collect(k: &Kubelet, pods: Vec<Arc<Pod>>, terminated: bool) -> usize {
+    let all = match runtime::list_all(k).await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e.message(), "listing the runtime for garbage collection");
+            return 0;
+        }
+    };
     let mut removed = 0;
     for pod in pods {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let Ok(o) = runtime::observe(k, &uid).await else { continue };
-        let (containers, sandboxes) = plan(&o, remove_all(k, &pod, &o, terminated));
+        let Some(o) = all.get(&uid) else { continue };
+        let (containers, sandboxes) = plan(o, remove_all(k, &pod, o, terminated));
         for id in &containers {
             tracing::debug!(pod_uid = %uid, container = %id, "removing dead container");
             runtime::remove_container(k, id).await;

@@ -150,24 +150,64 @@ pub async fn observe(k: &Kubelet, uid: &str) -> Result<Observed, tonic::Status> 
     Ok(out)
 }
 
-/// A fingerprint of every container's state per pod uid (the relist that wakes workers).
-pub async fn relist(k: &Kubelet) -> Result<HashMap<String, Vec<(String, i32)>>, tonic::Status> {
+/// What the runtime has of every pod, by uid, from one ListPodSandbox and one ListContainers: ids,
+/// names, attempts, states and creation times (no per-item status calls, so no IPs, exit codes or
+/// log paths). Sandboxes are newest first, as `observe` has them.
+pub async fn list_all(k: &Kubelet) -> Result<HashMap<String, Observed>, tonic::Status> {
     let mut rt = k.cri.runtime.clone();
-    let mut out: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+    let mut out: HashMap<String, Observed> = HashMap::new();
     for s in rt.list_pod_sandbox(c::ListPodSandboxRequest { filter: None }).await?.into_inner().items {
         if let Some(uid) = s.labels.get(cri::labels::POD_UID) {
-            out.entry(uid.clone()).or_default().push((s.id, s.state));
+            out.entry(uid.clone()).or_default().sandboxes.push(Sandbox {
+                id: s.id,
+                attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
+                ready: s.state == c::PodSandboxState::SandboxReady as i32,
+                created_at: s.created_at,
+                ip: None,
+            });
         }
     }
     for ctr in rt.list_containers(c::ListContainersRequest { filter: None }).await?.into_inner().containers {
         if let Some(uid) = ctr.labels.get(cri::labels::POD_UID) {
-            out.entry(uid.clone()).or_default().push((ctr.id, ctr.state));
+            out.entry(uid.clone()).or_default().containers.push(Ctr {
+                id: ctr.id,
+                sandbox_id: ctr.pod_sandbox_id,
+                name: ctr.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+                attempt: ctr.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+                state: c::ContainerState::try_from(ctr.state).unwrap_or(c::ContainerState::ContainerUnknown),
+                created_at: ctr.created_at,
+                started_at: 0,
+                finished_at: 0,
+                exit_code: 0,
+                reason: String::new(),
+                image_ref: ctr.image_ref,
+                annotations: ctr.annotations,
+                log_path: String::new(),
+            });
         }
     }
-    for v in out.values_mut() {
-        v.sort();
+    for o in out.values_mut() {
+        o.sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     }
     Ok(out)
+}
+
+/// A fingerprint of every sandbox's and container's state per pod uid (the relist that wakes workers).
+pub async fn relist(k: &Kubelet) -> Result<HashMap<String, Vec<(String, i32)>>, tonic::Status> {
+    Ok(list_all(k)
+        .await?
+        .into_iter()
+        .map(|(uid, o)| {
+            let mut v: Vec<(String, i32)> = o
+                .sandboxes
+                .into_iter()
+                .map(|s| (s.id, i32::from(s.ready)))
+                .chain(o.containers.into_iter().map(|c| (c.id, c.state as i32)))
+                .collect();
+            v.sort();
+            (uid, v)
+        })
+        .collect())
 }
 
 pub async fn stop_container(k: &Kubelet, id: &str, timeout: i64) -> Result<(), tonic::Status> {
